@@ -1,0 +1,120 @@
+"""``inoculate run``: validate, then run one experiment through chaoslib's Python API.
+
+The run itself is chaoslib's ``Runner`` with our control (``extensions.control``) and its
+session subscribed to the run's events; this module adds what only a command can do:
+refuse invalid input before anything starts, pick the run directory, make rollbacks
+always run, and turn the session's verdict into an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaoslib import merge_vars
+from chaoslib.exceptions import ChaosException
+from chaoslib.run import Runner
+from chaoslib.types import Strategy
+
+from extensions.ledger import LEDGER_CONFIG_KEY, RUN_DIR_CONFIG_KEY, RUN_ID_CONFIG_KEY
+from inoculate.errors import ExperimentInvalid, FieldError, RunInterrupted
+from inoculate.journal import read_json, write_json_atomic
+from inoculate.session import BASE_DIR_CONFIG_KEY, new_run_dir
+from inoculate.summary import EXIT_CODES
+from inoculate.validation import validate_experiment
+
+__all__ = ["CONTROL", "RunOutcome", "run_experiment_file"]
+
+logger = logging.getLogger("inoculate")
+CONTROL = {"name": "inoculate", "provider": {"type": "python", "module": "extensions.control"}}
+SETTINGS = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a run wrote its results and how it ended."""
+
+    run_dir: Path
+    summary: Mapping[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        """0 held, 1 failed, 3 interrupted or aborted (2, invalid input, never gets here)."""
+        return int(self.summary.get("exit_code", EXIT_CODES["aborted"]))
+
+
+def run_experiment_file(
+    path: Path,
+    variables: Mapping[str, Any] | None = None,
+    var_files: Sequence[str] = (),
+    out_dir: Path = Path("runs"),
+    ledger: Path | None = None,
+) -> RunOutcome:
+    """Validate and run the experiment at ``path``; raise :class:`ExperimentInvalid` early."""
+    validated = validate_experiment(path)
+    config_vars, secret_vars = _variables(path, variables, var_files)
+    run_id = uuid.uuid4().hex[:12]
+    run_dir = new_run_dir(str(validated.experiment["title"]), Path(out_dir)).resolve()
+    config_vars.update(
+        {
+            RUN_DIR_CONFIG_KEY: str(run_dir),
+            RUN_ID_CONFIG_KEY: run_id,
+            BASE_DIR_CONFIG_KEY: str(Path(path).resolve().parent),
+        }
+    )
+    if ledger is not None:
+        config_vars[LEDGER_CONFIG_KEY] = str(Path(ledger).resolve())
+    experiment = _prepared(validated.experiment, config_vars)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous_term = signal.signal(signal.SIGTERM, _interrupt_before_session)
+    try:
+        with Runner(Strategy.DEFAULT) as runner:
+            journal = runner.run(
+                experiment, settings=SETTINGS, experiment_vars=(config_vars, secret_vars)
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    summary = read_json(run_dir / "summary.json")
+    if summary is None:
+        # The control never got to judge the run (e.g. chaoslib failed before controls ran).
+        summary = {
+            "status": "aborted",
+            "exit_code": 3,
+            "reasons": [f"journal: {journal.get('status')}"],
+        }
+        write_json_atomic(run_dir / "summary.json", summary)
+    return RunOutcome(run_dir=run_dir, summary=summary)
+
+
+def _variables(
+    path: Path, variables: Mapping[str, Any] | None, var_files: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        config_vars, secret_vars = merge_vars(dict(variables or {}), list(var_files))
+    except (ChaosException, OSError, ValueError) as exc:
+        raise ExperimentInvalid(str(path), [FieldError("--var-file", str(exc))]) from exc
+    return dict(config_vars or {}), dict(secret_vars or {})
+
+
+def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """Add our control if missing, and declare every variable in the configuration.
+
+    chaoslib only lets a variable override a key the experiment already declares and
+    silently drops the others, so our keys (and the user's --var) are declared here.
+    """
+    controls = list(experiment.get("controls") or [])
+    modules = {(c.get("provider") or {}).get("module") for c in controls if isinstance(c, Mapping)}
+    if CONTROL["provider"]["module"] not in modules:
+        controls.append(dict(CONTROL))
+    configuration = {**(experiment.get("configuration") or {}), **config_vars}
+    return {**experiment, "controls": controls, "configuration": configuration}
+
+
+def _interrupt_before_session(signum: int, frame: Any) -> None:
+    # Until the control installs its own handlers nothing is injected: stop right away.
+    raise RunInterrupted(f"{signal.Signals(signum).name} received")
