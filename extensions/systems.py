@@ -78,6 +78,10 @@ class EmbeddedSystem(Protocol):
         """Return the instances of ``service`` (a service name or an instance name)."""
         ...
 
+    def all_processes(self, state_dir: Path) -> list[ServiceProcess]:
+        """Return every instance of every service."""
+        ...
+
     def start_instance(self, state_dir: Path, instance: str) -> None:
         """Start an instance that is not running."""
         ...
@@ -105,7 +109,7 @@ class ShopSystem:
         """Start the shop's supervisor and wait until every service is healthy."""
         client = importlib.import_module("demo.shop.client")
         try:
-            return client.start_shop(state_dir, knobs, timeout_s=timeout_s)
+            return client.start_shop(state_dir, knobs, timeout_s=timeout_s, tie_to_caller=True)
         except Exception as exc:
             raise EmbeddedSystemError(f"the demo shop did not start: {exc}") from exc
 
@@ -123,6 +127,13 @@ class ShopSystem:
                 f"the shop has no service '{service}'; expected one of {known}"
             )
         return found
+
+    def all_processes(self, state_dir: Path) -> list[ServiceProcess]:
+        """Return every instance of the shop."""
+        state = self._state(state_dir)
+        return [
+            ServiceProcess(i.service, i.instance, i.pid, i.state) for i in state.services.values()
+        ]
 
     def start_instance(self, state_dir: Path, instance: str) -> None:
         """Ask the shop's supervisor to start an instance."""

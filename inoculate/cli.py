@@ -44,13 +44,14 @@ def cli(verbose: bool) -> None:
 @click.argument("experiments", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(experiments: tuple[Path, ...]) -> None:
     """Check experiments without starting or injecting anything."""
+    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
     invalid = 0
     for path in experiments:
         try:
             validate_experiment(path)
         except ExperimentInvalid as exc:
             invalid += 1
-            errors.print(str(exc), markup=False, highlight=False)
+            click.echo(str(exc), err=True)
         else:
             console.print(f"[green]valid[/green]  {path}")
     sys.exit(EXIT_INVALID if invalid else 0)
@@ -101,8 +102,7 @@ def run(
     try:
         outcome = run_experiment_file(experiment, parsed_vars, var_files, out_dir, ledger)
     except ExperimentInvalid as exc:
-        errors.print(str(exc), markup=False, highlight=False)
-        errors.print("nothing was started or injected", style="dim")
+        click.echo(f"{exc}\nnothing was started or injected", err=True)
         sys.exit(EXIT_INVALID)
     except RunInterrupted as exc:
         errors.print(f"interrupted before anything was injected: {exc.reason}")

@@ -94,6 +94,12 @@ def run_experiment_file(
 def _variables(
     path: Path, variables: Mapping[str, Any] | None, var_files: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    for var_file in var_files:
+        if not Path(var_file).is_file():
+            problem = FieldError(
+                "--var-file", f"{var_file}: no such file (expected JSON, YAML or .env)"
+            )
+            raise ExperimentInvalid(str(path), [problem])
     try:
         config_vars, secret_vars = merge_vars(dict(variables or {}), list(var_files))
     except (ChaosException, OSError, ValueError) as exc:

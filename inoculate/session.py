@@ -36,8 +36,15 @@ from extensions.ledger import (
     RUN_ID_CONFIG_KEY,
     ledger_from_configuration,
 )
-from extensions.load import LocustLoad
-from extensions.systems import SYSTEM_CONFIG_KEY, SYSTEM_DIR_CONFIG_KEY, RunningSystem
+from extensions.load import LoadError, LocustLoad
+from extensions.process import process_status
+from extensions.systems import (
+    SYSTEM_CONFIG_KEY,
+    SYSTEM_DIR_CONFIG_KEY,
+    EmbeddedSystemError,
+    RunningSystem,
+    embedded_system,
+)
 from inoculate.interrupts import InterruptGuard
 from inoculate.journal import scrub, secret_values, write_json_atomic
 from inoculate.monitor import Evaluation, SloMonitor
@@ -81,6 +88,7 @@ class RunSession(RunEventHandler):
         self.recovered_at_start: list[dict[str, Any]] = []
         self.reverted_by_safety_net: list[dict[str, Any]] = []
         self.faults_left: list[str] = []
+        self.system_at_end: dict[str, str] = {}
         self.summary: dict[str, Any] | None = None
         self._journal: Journal | None = None
         self._secrets: set[str] = secret_values(experiment.get("secrets"))
@@ -115,6 +123,7 @@ class RunSession(RunEventHandler):
             if self.spec is not None and self.spec.settle_s and self.load is not None:
                 time.sleep(self.spec.settle_s)
             self._revert_leftovers()
+            self.system_at_end = self._system_snapshot()
         finally:
             self._stop_components()
         self.summary = self._judge(journal or self._journal or {})
@@ -192,8 +201,6 @@ class RunSession(RunEventHandler):
     def _start_system(self, spec: InoculateSpec) -> None:
         if spec.system is None:
             return
-        from extensions.systems import EmbeddedSystemError, embedded_system
-
         system = embedded_system(spec.system.embedded)
         state_dir = self.run_dir / "system"
         self.configuration[SYSTEM_CONFIG_KEY] = system.name
@@ -209,8 +216,6 @@ class RunSession(RunEventHandler):
     def _start_load(self, spec: InoculateSpec) -> None:
         if spec.load is None:
             return
-        from extensions.load import LoadError
-
         host = spec.load.host or (self.system.url if self.system else None)
         if not host:
             raise InterruptExecution("load has no target: set `load.host` or an embedded `system`")
@@ -255,6 +260,18 @@ class RunSession(RunEventHandler):
             r.description or r.id for r in self.ledger.outstanding(run_id=self.run_id)
         ]
 
+    def _system_snapshot(self) -> dict[str, str]:
+        """OS status of every system process once rollbacks ran: evidence nothing stayed broken."""
+        if self.spec is None or self.spec.system is None or self.system is None:
+            return {}
+        system = embedded_system(self.spec.system.embedded)
+        state_dir = Path(self.configuration[SYSTEM_DIR_CONFIG_KEY])
+        try:
+            instances = system.all_processes(state_dir)
+        except EmbeddedSystemError as exc:
+            return {"error": str(exc)}
+        return {sp.instance: process_status(sp.pid) if sp.pid else sp.state for sp in instances}
+
     def _stop_components(self) -> None:
         for name, stop in (
             ("monitor", self.monitor.stop if self.monitor else None),
@@ -295,6 +312,7 @@ class RunSession(RunEventHandler):
                 "reverted_at_start": self.recovered_at_start,
                 "reverted_by_safety_net": self.reverted_by_safety_net,
                 "runbook": self.spec.runbook if self.spec else None,
+                "system_at_end": self.system_at_end,
             },
         )
         return summarize(facts)

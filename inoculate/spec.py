@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from extensions.load import LoadSpec
 from extensions.systems import EMBEDDED_SYSTEMS, embedded_system
@@ -53,11 +61,28 @@ class SystemSpec(BaseModel):
             raise ValueError(f"expected one of {sorted(EMBEDDED_SYSTEMS)}, got {value!r}")
         return value
 
-    @model_validator(mode="after")
-    def _knobs_fit_the_system(self) -> SystemSpec:
+    @field_validator("knobs")
+    @classmethod
+    def _knobs_fit_the_system(cls, knobs: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # Validated here, not at start-up, so a typo in a knob fails before anything runs.
-        embedded_system(self.embedded).knobs_model.model_validate(self.knobs)
-        return self
+        name = info.data.get("embedded")
+        if name not in EMBEDDED_SYSTEMS:
+            return knobs
+        model = embedded_system(name).knobs_model
+        try:
+            model.model_validate(knobs)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                knob = ".".join(str(part) for part in error["loc"])
+                if error["type"] == "extra_forbidden":
+                    problems.append(
+                        f"unknown knob {knob!r}; expected one of {sorted(model.model_fields)}"
+                    )
+                else:
+                    problems.append(f"knob {knob!r}: {error['msg']} (got {error.get('input')!r})")
+            raise ValueError("; ".join(problems)) from None
+        return knobs
 
     def knobs_model(self) -> BaseModel:
         """Return the knobs parsed by the system's own knobs model."""

@@ -170,10 +170,17 @@ def _pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
         else:
             parts.append(str(part))
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    if error.get("type") not in ("missing", "extra_forbidden") and "input" in error:
-        message += f" (got {error['input']!r})"
-    elif error.get("type") == "extra_forbidden":
+    kind = error.get("type")
+    if kind == "missing":
+        message = "required field is missing"
+    elif kind == "extra_forbidden":
         message = "unknown field (check its spelling)"
+    elif kind == "union_tag_invalid":
+        context = error.get("ctx", {})
+        parts.append(str(context.get("discriminator", "")).strip("'"))
+        message = f"expected one of {context.get('expected_tags')}, got {context.get('tag')!r}"
+    elif "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {error['input']!r})"
     return FieldError(".".join(parts), message)
 
 

@@ -1,0 +1,69 @@
+"""Run every demo experiment through ``inoculate run`` and print each verdict (``make demo``).
+
+Each experiment says what it should show with a tag: ``expect-passed`` (the shop's
+resilience knobs absorb the fault) or ``expect-failed`` (they are switched off and the run
+must catch the weakness). The command exits non-zero if any verdict differs from its tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+VERDICTS = {0: "passed", 1: "failed", 2: "invalid", 3: "interrupted"}
+
+
+def expected_verdict(experiment: Path) -> str | None:
+    """Return the verdict an experiment's ``expect-*`` tag announces, if any."""
+    tags = yaml.safe_load(experiment.read_text(encoding="utf-8")).get("tags") or []
+    return next((tag.removeprefix("expect-") for tag in tags if tag.startswith("expect-")), None)
+
+
+def run_one(experiment: Path, out_dir: Path) -> tuple[int, str]:
+    """Run one experiment; return its exit code and run directory."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "inoculate.cli", "run", str(experiment), "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    sys.stderr.write(completed.stderr[-4000:] if completed.returncode not in (0, 1) else "")
+    sys.stdout.write(completed.stdout)
+    run_dirs = sorted(out_dir.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    run_dir = str(run_dirs[-1].parent) if run_dirs else "-"
+    return completed.returncode, run_dir
+
+
+def main() -> int:
+    """Run the experiments of a folder and print a verdict table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path, nargs="?", default=Path("experiments/shop"))
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args()
+    console = Console()
+    table = Table(title="inoculate demo", title_justify="left")
+    for column in ("experiment", "verdict", "expected", "run directory"):
+        table.add_column(column)
+    surprises = 0
+    for experiment in sorted(args.folder.glob("*.yaml")):
+        console.rule(experiment.name)
+        code, run_dir = run_one(experiment, args.out)
+        verdict, expected = VERDICTS.get(code, f"exit {code}"), expected_verdict(experiment)
+        surprises += expected is not None and verdict != expected
+        colour = "green" if verdict == expected or expected is None else "red"
+        table.add_row(experiment.name, f"[{colour}]{verdict}[/{colour}]", expected or "-", run_dir)
+    console.print(table)
+    if surprises:
+        console.print(f"[red]{surprises} verdict(s) differ from what the experiments expect[/red]")
+    return 1 if surprises else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The demo experiments, run through the CLI against the real demo shop under Locust load."""
+
+from __future__ import annotations
+
+import pytest
+
+from steady_state.samples import SliSample
+from tests.support import EXPERIMENTS, Workspace, assert_no_fault_remains
+
+pytestmark = pytest.mark.integration
+
+
+def _run(workspace: Workspace, name: str):  # type: ignore[no-untyped-def]
+    result = workspace.run("run", str(EXPERIMENTS / name))
+    run_dir = result.run_dir()
+    for artefact in ("journal.json", "sli.jsonl", "summary.json"):
+        assert (run_dir / artefact).is_file(), f"{artefact} missing; stderr:\n{result.stderr}"
+    return result
+
+
+def test_catalog_kill_with_self_healing_holds(workspace: Workspace) -> None:
+    result = _run(workspace, "catalog-kill-self-healing.yaml")
+    summary = result.summary()
+    assert result.code == 0, result.stdout + result.stderr
+    assert summary["status"] == "passed"
+    assert all(slo["met"] for slo in summary["slos"])
+    [fault] = summary["faults"]
+    assert fault["fault"] == "extensions.process:kill"
+    assert fault["target"] == {"service": "catalog"}
+    # The kill really happened: the supervisor restarted the catalog under a new pid.
+    kill_output = result.journal()["run"][0]["output"]
+    assert kill_output["signal"] == "SIGKILL" and kill_output["processes"]
+    assert_no_fault_remains(workspace, summary)
+    journal = result.journal()
+    assert journal["status"] == "completed" and journal["deviated"] is False
+    assert journal["inoculate"]["status"] == "passed"
+
+
+def test_catalog_kill_without_self_healing_fails_and_names_the_slo(workspace: Workspace) -> None:
+    result = _run(workspace, "catalog-kill-no-self-healing.yaml")
+    summary = result.summary()
+    assert result.code == 1, result.stdout + result.stderr
+    assert summary["status"] == "failed"
+    breached = {slo["name"]: slo for slo in summary["slos"] if slo["breached_during_method"]}
+    assert "browse-availability" in breached
+    first = breached["browse-availability"]["first_breach"]
+    method_start = summary["method"]["started_at"]
+    assert method_start <= first["t"] + 1 <= summary["method"]["ended_at"] + 1
+    assert first["value"] < 99.0
+    assert any("browse-availability" in reason for reason in summary["reasons"])
+    [fault] = summary["faults"]
+    assert fault["detected"] and 0 < fault["time_to_detect_s"] < 6
+    assert fault["recovered_by"] == "rollback"
+    assert_no_fault_remains(workspace, summary)
+    journal = result.journal()
+    assert journal["deviated"] is True  # chaoslib alone would not count method-time breaches
+    _assert_outage_in_samples(result.run_dir() / "sli.jsonl", first["t"])
+
+
+def test_orders_freeze_with_timeouts_and_fallback_holds(workspace: Workspace) -> None:
+    result = _run(workspace, "orders-freeze-protected.yaml")
+    summary = result.summary()
+    assert result.code == 0, result.stdout + result.stderr
+    assert summary["status"] == "passed"
+    [fault] = summary["faults"]
+    assert fault["fault"] == "extensions.process:freeze"
+    # The freeze lasted its five seconds and was reverted by the action itself.
+    assert 4.9 <= fault["reverted_at"] - fault["injected_at"] <= 7
+    assert_no_fault_remains(workspace, summary)
+
+
+def test_orders_freeze_without_protection_fails(workspace: Workspace) -> None:
+    result = _run(workspace, "orders-freeze-unprotected.yaml")
+    summary = result.summary()
+    assert result.code == 1, result.stdout + result.stderr
+    breached = {slo["name"] for slo in summary["slos"] if slo["breached_during_method"]}
+    assert breached & {"checkout-availability", "checkout-throughput"}
+    assert "browse-availability" not in breached  # the fault stays contained to checkout
+    assert_no_fault_remains(workspace, summary)
+
+
+def _assert_outage_in_samples(path, breach_second: int) -> None:  # type: ignore[no-untyped-def]
+    samples = [SliSample.from_line(line) for line in path.read_text().splitlines()]
+    around = [s for s in samples if breach_second - 3 <= s.t <= breach_second]
+    failures = sum(
+        s.endpoints["GET /products"].failures for s in around if "GET /products" in s.endpoints
+    )
+    assert failures > 0, "the breach must be backed by failed requests in the samples"

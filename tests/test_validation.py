@@ -1,0 +1,95 @@
+"""Invalid experiments: exit 2, a message naming file, field and expectation, nothing started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inoculate.errors import ExperimentInvalid
+from inoculate.validation import validate_experiment
+from tests.support import EXPERIMENTS, REPO, Workspace, processes_under
+
+INVALID = REPO / "tests" / "experiments" / "invalid"
+
+# file → (field the message must name, words the message must contain)
+CORPUS = {
+    "bad-yaml.yaml": ("line 3, column 7", "invalid YAML"),
+    "bad-json.json": ("line 1, column 47", "invalid JSON"),
+    "not-a-mapping.yaml": ("", "expected a mapping at the top level, got list"),
+    "missing-title.yaml": ("title", "expected a non-empty string"),
+    "unknown-module.yaml": ("method[0] (kill-it)", "extensions.nosuchmodule"),
+    "wrong-argument-type.yaml": (
+        "method[0] (freeze-orders).provider.arguments.duration_s",
+        "expected float | None, got 'five'",
+    ),
+    "unknown-argument.yaml": ("method[0] (freeze-orders)", "argument 'seconds' is not part"),
+    "missing-slo-field.yaml": ("extensions[0].slos[0].threshold_ms", "required field is missing"),
+    "wrong-slo-type.yaml": ("extensions[0].slos[0].objective", "valid number"),
+    "unknown-knob.yaml": ("extensions[0].system.knobs", "unknown knob 'restarts'"),
+    "unknown-slo-reference.yaml": (
+        "steady-state-hypothesis.probes[0] (p).provider.arguments",
+        "unknown SLO 'checkout-availability'",
+    ),
+}
+
+
+def test_the_corpus_covers_every_file() -> None:
+    assert sorted(p.name for p in INVALID.iterdir()) == sorted(CORPUS)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_validate_names_file_field_and_expectation(name: str) -> None:
+    field, words = CORPUS[name]
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(INVALID / name)
+    message = str(caught.value)
+    assert str(INVALID / name) in message
+    assert f"{field}: " in message if field else True
+    assert words in message
+
+
+def test_every_problem_of_a_file_is_reported_together() -> None:
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(INVALID / "wrong-slo-type.yaml")
+    fields = [error.field for error in caught.value.errors]
+    assert fields == ["extensions[0].slos[0].objective", "extensions[0].slos[1].sli"]
+
+
+@pytest.mark.parametrize("name", ["bad-yaml.yaml", "unknown-module.yaml", "unknown-knob.yaml"])
+def test_run_of_an_invalid_experiment_exits_2_and_starts_nothing(
+    workspace: Workspace, name: str
+) -> None:
+    result = workspace.run("run", str(INVALID / name))
+    assert result.code == 2, result.stderr
+    assert str(INVALID / name) in result.stderr
+    assert "nothing was started or injected" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(result.out_dir.iterdir()) == []  # no run directory
+    assert not workspace.ledger.exists()  # nothing injected
+    assert processes_under(workspace.root) == []
+
+
+def test_validate_command_exit_codes(workspace: Workspace) -> None:
+    good = workspace.run("validate", *map(str, sorted(EXPERIMENTS.glob("*.yaml"))))
+    assert good.code == 0, good.stderr
+    assert good.stdout.count("valid ") == len(list(EXPERIMENTS.glob("*.yaml")))
+    mixed = workspace.run(
+        "validate",
+        str(EXPERIMENTS / "orders-freeze-protected.yaml"),
+        str(INVALID / "unknown-knob.yaml"),
+    )
+    assert mixed.code == 2
+    assert "unknown knob 'restarts'" in mixed.stderr
+
+
+def test_bad_var_file_is_invalid_input(workspace: Workspace, tmp_path: Path) -> None:
+    result = workspace.run(
+        "run",
+        str(EXPERIMENTS / "orders-freeze-protected.yaml"),
+        "--var-file",
+        str(tmp_path / "missing.yaml"),
+    )
+    assert result.code == 2, result.stderr
+    assert "--var-file" in result.stderr
+    assert list(result.out_dir.iterdir()) == []
