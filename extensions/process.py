@@ -29,9 +29,18 @@ from extensions.faults import FaultError, Reverter, inject, revert_outstanding, 
 from extensions.ledger import LedgerRecord, ledger_from_configuration
 from extensions.systems import embedded_system, system_from_configuration
 
-__all__ = ["ensure_running", "freeze", "kill", "processes_state", "restart", "thaw"]
+__all__ = [
+    "ensure_running",
+    "freeze",
+    "kill",
+    "process_status",
+    "processes_state",
+    "restart",
+    "thaw",
+]
 
 MODULE = "extensions.process"
+_STOPPED = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def freeze(
         "freeze",
         target,
         {"processes": [p.to_json() for p in procs]},
-        act=lambda: _send(procs, signals.SIGSTOP),
+        act=lambda: _confirm_stopped(_send(procs, signals.SIGSTOP)),
         description=f"SIGSTOP {_describe(target)}",
     )
     if duration_s is not None:
@@ -195,7 +204,7 @@ def processes_state(
 ) -> list[dict[str, Any]]:
     """Probe: the pid and OS status (running, sleeping, stopped ...) of each target process."""
     _, procs = _resolve(service, pattern, configuration, allow_none=True)
-    return [{**p.to_json(), "status": _status(p.pid)} for p in procs]
+    return [{**p.to_json(), "status": process_status(p.pid)} for p in procs]
 
 
 # --- reverters: undo a fault from its ledger record alone (used by rollbacks and recover) ---
@@ -291,12 +300,29 @@ def _send(procs: list[_Proc], signum: int) -> list[dict[str, Any]]:
     return sent
 
 
+def _confirm_stopped(sent: list[dict[str, Any]], timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    # A signal is delivered asynchronously: the fault is in place only once the kernel
+    # reports the processes stopped, and the action must not return before that.
+    deadline = time.monotonic() + timeout_s
+    pending = {p["pid"] for p in sent}
+    while pending:
+        pending = {pid for pid in pending if process_status(pid) not in (*_STOPPED, "gone")}
+        if pending and time.monotonic() > deadline:
+            raise FaultError(f"processes {sorted(pending)} did not stop within {timeout_s}s")
+        if pending:
+            time.sleep(0.005)
+    return sent
+
+
 def _resume_if_stopped(pid: int, create_time: float) -> bool:
     if not _same_process(pid, create_time):
         return False
-    if _status(pid) not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+    if process_status(pid) not in _STOPPED:
         return False
     os.kill(pid, signals.SIGCONT)
+    deadline = time.monotonic() + 2.0
+    while process_status(pid) in _STOPPED and time.monotonic() < deadline:
+        time.sleep(0.005)
     return True
 
 
@@ -308,7 +334,8 @@ def _same_process(pid: int, create_time: float) -> bool:
         return False
 
 
-def _status(pid: int) -> str:
+def process_status(pid: int) -> str:
+    """The OS status of a process (running, sleeping, stopped ...), or ``gone``."""
     try:
         return psutil.Process(pid).status()
     except psutil.NoSuchProcess:
@@ -318,7 +345,7 @@ def _status(pid: int) -> str:
 def _start_dead_instances(system: Any, state_dir: Path, service: str) -> list[str]:
     started = []
     for sp in system.processes(state_dir, service):
-        if sp.state in ("exited", "stopped") or (sp.pid and _status(sp.pid) == "gone"):
+        if sp.state in ("exited", "stopped") or (sp.pid and process_status(sp.pid) == "gone"):
             system.start_instance(state_dir, sp.instance)
             started.append(sp.instance)
     return started
@@ -336,7 +363,7 @@ def _wait_service_running(
             if sp.state == "running"
             and sp.pid
             and sp.pid not in old_pids
-            and _status(sp.pid) not in ("gone", psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
+            and process_status(sp.pid) not in ("gone", psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
         ]
         if len(ready) == len(instances):
             return [{"instance": sp.instance, "pid": sp.pid} for sp in ready]

@@ -16,6 +16,7 @@ plain ``chaos run``. It fixes what chaoslib gets wrong (see DESIGN.md):
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -57,6 +58,7 @@ __all__ = ["BASE_DIR_CONFIG_KEY", "RunSession", "new_run_dir"]
 
 logger = logging.getLogger("inoculate")
 BASE_DIR_CONFIG_KEY = "inoculate_base_dir"
+RUNS_DIR_ENV_VAR = "INOCULATE_RUNS_DIR"
 SPEC_FILE = "inoculate.json"
 SAMPLES_FILE = "sli.jsonl"
 FIRST_SAMPLE_TIMEOUT_S = 30.0
@@ -72,7 +74,10 @@ class RunSession(RunEventHandler):
         self.spec, self.spec_error = _parse_spec(experiment)
         self.run_id = str(configuration.get(RUN_ID_CONFIG_KEY) or uuid.uuid4().hex[:12])
         self.base_dir = Path(configuration.get(BASE_DIR_CONFIG_KEY) or Path.cwd())
-        self.run_dir = Path(configuration.get(RUN_DIR_CONFIG_KEY) or new_run_dir(self.title))
+        self.run_dir = Path(
+            configuration.get(RUN_DIR_CONFIG_KEY)
+            or new_run_dir(self.title, Path(os.environ.get(RUNS_DIR_ENV_VAR, "runs")))
+        ).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         configuration[RUN_DIR_CONFIG_KEY] = str(self.run_dir)
         configuration[RUN_ID_CONFIG_KEY] = self.run_id

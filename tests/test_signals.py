@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support import REPO, Workspace, assert_no_fault_remains, kill_quietly, wait_for
+from tests.support import REPO, Workspace, assert_no_fault_remains, wait_for
 
 pytestmark = pytest.mark.integration
 TEST_EXPERIMENTS = REPO / "tests" / "experiments"
@@ -66,16 +62,6 @@ def test_signal_mid_method_rolls_back_and_exits_3(
     assert summary["status"] == "interrupted"
     assert signal.Signals(signum).name in summary["reasons"][0]
     assert_no_fault_remains(workspace, summary)
-
-
-@pytest.fixture
-def sleeper() -> Iterator[tuple[psutil.Process, str]]:
-    """A process of the test's own that the experiment freezes by pattern."""
-    marker = f"inoculate-test-sleeper-{uuid.uuid4().hex}"
-    process = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(600)", marker])
-    yield psutil.Process(process.pid), marker
-    kill_quietly(psutil.Process(process.pid))
-    process.wait(timeout=10)
 
 
 def _sigkill_mid_fault(workspace: Workspace, sleeper: psutil.Process, marker: str) -> None:

@@ -1,0 +1,183 @@
+"""The fault ledger and the process faults, against real processes of the test's own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from extensions import process
+from extensions.faults import FaultError, read_timeline, revert_outstanding
+from extensions.ledger import FaultLedger, LedgerError
+from tests.support import kill_quietly, wait_for
+
+
+@pytest.fixture
+def sleepers() -> Iterator[tuple[list[psutil.Process], str]]:
+    """Two processes whose command line carries a unique marker."""
+    marker = f"inoculate-ledger-test-{uuid.uuid4().hex}"
+    started = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+        for _ in range(2)
+    ]
+    yield [psutil.Process(p.pid) for p in started], marker
+    for popen in started:
+        kill_quietly(psutil.Process(popen.pid))
+        popen.wait(timeout=10)
+
+
+def _configuration(tmp_path: Path) -> dict[str, str]:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    return {
+        "inoculate_ledger": str(tmp_path / "ledger.jsonl"),
+        "inoculate_run_dir": str(run_dir),
+        "inoculate_run_id": "run-1",
+    }
+
+
+def test_record_is_durable_before_the_act_and_settled_after(tmp_path: Path) -> None:
+    ledger = FaultLedger(tmp_path / "ledger.jsonl")
+    first = ledger.record("extensions.process", "freeze", {"pattern": "x"}, {"processes": []})
+    second = ledger.record("extensions.process", "freeze", {"pattern": "y"}, {"processes": []})
+    assert [r.id for r in ledger.outstanding()] == [first.id, second.id]
+    # A fresh reader (e.g. `inoculate recover` after a crash) sees the same records.
+    assert [r.target for r in FaultLedger(ledger.path).outstanding()] == [
+        {"pattern": "x"},
+        {"pattern": "y"},
+    ]
+    ledger.resolve(first.id)
+    assert [r.id for r in ledger.outstanding()] == [second.id]
+    ledger.resolve(second.id)
+    assert ledger.outstanding() == []
+    assert ledger.path.read_text() == ""  # compacted once nothing is outstanding
+
+
+def test_a_torn_last_line_is_ignored_but_a_corrupt_middle_line_is_an_error(tmp_path: Path) -> None:
+    ledger = FaultLedger(tmp_path / "ledger.jsonl")
+    kept = ledger.record("extensions.process", "freeze", {"pattern": "x"}, {})
+    with open(ledger.path, "a") as handle:
+        handle.write('{"op": "inject", "id": "tor')  # the writer died mid-line
+    assert [r.id for r in ledger.outstanding()] == [kept.id]
+    with open(ledger.path, "a") as handle:
+        handle.write("\n" + '{"op": "revert", "id": "x"}\n')
+    with pytest.raises(LedgerError, match="corrupt ledger line"):
+        ledger.outstanding()
+
+
+def _record_many(path: str, count: int) -> None:
+    ledger = FaultLedger(Path(path))
+    for index in range(count):
+        record = ledger.record("m", "f", {"i": index}, {})
+        if index % 2:
+            ledger.resolve(record.id)
+
+
+def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.jsonl")
+    workers = [multiprocessing.Process(target=_record_many, args=(path, 50)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert len(FaultLedger(Path(path)).outstanding()) == 4 * 25
+
+
+def test_freeze_by_pattern_then_recover_from_the_ledger_alone(
+    tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
+) -> None:
+    procs, marker = sleepers
+    configuration = _configuration(tmp_path)
+    result = process.freeze(pattern=marker, configuration=configuration)
+    assert sorted(p["pid"] for p in result["processes"]) == sorted(p.pid for p in procs)
+    assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
+    # A new ledger object, as `inoculate recover` in another process would build it.
+    outcomes = revert_outstanding(FaultLedger(Path(configuration["inoculate_ledger"])))
+    assert [o.reverted for o in outcomes] == [True]
+    assert all(p.status() != psutil.STATUS_STOPPED for p in procs)
+    events = read_timeline(Path(configuration["inoculate_run_dir"]))
+    assert [e["op"] for e in events] == ["inject", "revert"]
+
+
+def test_freeze_with_duration_thaws_itself(
+    tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
+) -> None:
+    procs, marker = sleepers
+    configuration = _configuration(tmp_path)
+    process.freeze(pattern=marker, duration_s=0.3, configuration=configuration)
+    assert all(p.status() != psutil.STATUS_STOPPED for p in procs)
+    assert FaultLedger(Path(configuration["inoculate_ledger"])).outstanding() == []
+
+
+def test_thaw_resumes_only_its_target(
+    tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
+) -> None:
+    procs, marker = sleepers
+    configuration = _configuration(tmp_path)
+    process.freeze(pattern=marker, configuration=configuration)
+    thawed = process.thaw(pattern="no-such-process-" + marker, configuration=configuration)
+    assert thawed["reverted"] == []
+    assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
+    process.thaw(pattern=marker, configuration=configuration)
+    assert all(p.status() != psutil.STATUS_STOPPED for p in procs)
+
+
+def test_kill_by_pattern_sends_the_signal_and_is_recorded_irreversible(
+    tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
+) -> None:
+    procs, marker = sleepers
+    configuration = _configuration(tmp_path)
+    result = process.kill(pattern=marker, signal="TERM", configuration=configuration)
+    assert result["signal"] == "SIGTERM"
+    wait_for(
+        lambda: all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs),
+        5,
+        "the sleepers to exit",
+    )
+    [record] = FaultLedger(Path(configuration["inoculate_ledger"])).outstanding()
+    assert record.undo == {"irreversible": True}
+    outcome = process.ensure_running(pattern=marker, configuration=configuration)
+    assert "cannot be restarted" in outcome["reverted"][0]["detail"]
+
+
+def test_bad_targets_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    configuration = _configuration(tmp_path)
+    ledger = Path(configuration["inoculate_ledger"])
+    with pytest.raises(FaultError, match="exactly one target"):
+        process.kill(configuration=configuration)
+    with pytest.raises(FaultError, match="no running process matches"):
+        process.freeze(pattern=f"nothing-{uuid.uuid4().hex}", configuration=configuration)
+    with pytest.raises(FaultError, match="not a valid regular expression"):
+        process.freeze(pattern="([", configuration=configuration)
+    with pytest.raises(FaultError, match="unknown signal"):
+        process.kill(pattern="x", signal="SIGNOPE", configuration=configuration)
+    with pytest.raises(Exception, match="no embedded system"):
+        process.kill(service="catalog", configuration=configuration)
+    assert not ledger.exists() or FaultLedger(ledger).outstanding() == []
+
+
+def test_the_runner_never_targets_itself(tmp_path: Path) -> None:
+    # The only process whose command line carries the marker is the one injecting the fault.
+    marker = f"inoculate-self-{uuid.uuid4().hex}"
+    script = (
+        "import sys; from extensions import process; from extensions.faults import FaultError\n"
+        "try:\n"
+        f"    process.freeze(pattern=sys.argv[1], configuration={_configuration(tmp_path)!r})\n"
+        "except FaultError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, marker],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "refused: no running process matches" in completed.stdout, completed.stderr

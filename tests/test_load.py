@@ -1,0 +1,420 @@
+"""Tests of the Locust load driver and its per-second SLI stream.
+
+The integration tests run real Locust subprocesses against a small aiohttp server of our
+own (in a subprocess, on 127.0.0.1) that can be slowed down, made to hang or to fail.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from pydantic import ValidationError
+
+from extensions.load import (
+    LoadError,
+    LoadSpec,
+    LocustFailedError,
+    LocustLoad,
+    SecondMerger,
+    locust_command,
+)
+from steady_state.samples import EndpointSecond, SliSample, decode_histogram
+
+SHOP_LOCUSTFILE = Path(__file__).resolve().parents[1] / "experiments" / "shop" / "locustfile.py"
+SHOP_ENDPOINTS = {"GET /products", "GET /products/{id}", "POST /orders", "GET /orders/{id}"}
+
+# The target: the shop's routes, plus /_control (mode ok|hang|fail, delay_ms) and /_served
+# (responses sent per "<METHOD> <route>"), which are never slowed down nor hung.
+TARGET_SERVER = r"""
+import asyncio, socket
+from collections import Counter
+from aiohttp import web
+import uvloop
+
+async def main():
+    state = {"mode": "ok", "delay_s": 0.0, "release": asyncio.Event()}
+    served = Counter()
+
+    async def shop(request):
+        key = f"{request.method} {request.match_info.route.resource.canonical}"
+        if state["mode"] == "hang":
+            await state["release"].wait()
+        if state["delay_s"]:
+            await asyncio.sleep(state["delay_s"])
+        served[key] += 1
+        if state["mode"] == "fail":
+            return web.json_response({"error": "injected"}, status=503)
+        if request.method == "POST":
+            return web.json_response({"id": served[key]}, status=201)
+        return web.json_response({"ok": True})
+
+    async def control(request):
+        body = await request.json()
+        if body["mode"] == "hang":
+            state["release"] = asyncio.Event()
+        else:
+            state["release"].set()
+        state["mode"] = body["mode"]
+        state["delay_s"] = body.get("delay_ms", 0) / 1000
+        return web.json_response({"ok": True})
+
+    async def served_counts(request):
+        return web.json_response(dict(served))
+
+    app = web.Application()
+    for path in ("/products", "/products/{id}", "/orders/{id}"):
+        app.router.add_get(path, shop)
+    app.router.add_post("/orders", shop)
+    app.router.add_post("/_control", control)
+    app.router.add_get("/_served", served_counts)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    print(sock.getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+uvloop.run(main())
+"""
+
+
+@dataclass
+class TargetServer:
+    url: str
+
+    def control(self, mode: str, delay_ms: int = 0) -> None:
+        body = json.dumps({"mode": mode, "delay_ms": delay_ms}).encode()
+        request = urllib.request.Request(f"{self.url}/_control", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    def served(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/_served", timeout=5) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TargetServer]:
+    script = tmp_path / "target_server.py"
+    script.write_text(TARGET_SERVER)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = process.stdout.readline().strip() if process.stdout else ""
+        assert port, "the target server did not start"
+        yield TargetServer(url=f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def load() -> Iterator[LocustLoad]:
+    driver = LocustLoad()
+    try:
+        yield driver
+    finally:
+        driver.stop()
+
+
+class Recorder:
+    """Collects the samples handed to on_sample, with the time each arrived."""
+
+    def __init__(self) -> None:
+        self.samples: list[SliSample] = []
+        self.arrivals: list[float] = []
+
+    def __call__(self, sample: SliSample) -> None:
+        self.arrivals.append(time.time())
+        self.samples.append(sample)
+
+    def wait_for(self, predicate: Callable[[list[SliSample]], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(list(self.samples)):
+            assert time.monotonic() < deadline, f"timed out; samples: {self.samples}"
+            time.sleep(0.05)
+
+    def wait_until_second(self, t: int, timeout_s: float) -> None:
+        self.wait_for(lambda samples: any(s.t >= t for s in samples), timeout_s)
+
+    def by_second(self) -> dict[int, SliSample]:
+        return {s.t: s for s in self.samples}
+
+
+def total(sample: SliSample, field: str) -> int:
+    return sum(getattr(e, field) for e in sample.endpoints.values())
+
+
+def read_lines(path: Path) -> list[SliSample]:
+    return [SliSample.from_line(line) for line in path.read_text().splitlines()]
+
+
+def locust_tree(load: LocustLoad) -> list[psutil.Process]:
+    assert load.pid is not None
+    leader = psutil.Process(load.pid)
+    return [leader, *leader.children(recursive=True)]
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        try:
+            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
+        assert not alive, f"Locust process {process.pid} is still running"
+
+
+def sleep_to_second_start(offset_s: float = 0.05) -> None:
+    now = time.time()
+    time.sleep(int(now) + 1 + offset_s - now)
+
+
+def spec(**overrides: object) -> LoadSpec:
+    fields: dict[str, object] = {"locustfile": str(SHOP_LOCUSTFILE), "users": 10, "spawn_rate": 100}
+    return LoadSpec(**(fields | overrides))
+
+
+# --- the spec and the command line -------------------------------------------------------
+
+
+def test_load_spec_defaults_and_validation() -> None:
+    load_spec = spec()
+    assert (load_spec.processes, load_spec.max_duration_s) == (1, 900.0)
+    assert (load_spec.request_timeout_s, load_spec.warmup_s, load_spec.host) == (2.0, 5.0, None)
+    for bad in ({"users": 0}, {"spawn_rate": 0}, {"processes": 0}, {"host": "127.0.0.1:80"}):
+        with pytest.raises(ValidationError):
+            spec(**bad)
+    with pytest.raises(ValidationError, match="extra"):
+        spec(user=3)
+    with pytest.raises(ValidationError, match="frozen"):
+        load_spec.users = 5  # type: ignore[misc]
+    assert spec(tags=["browse"]).tags == ("browse",)
+
+
+def test_locust_command_forks_only_with_several_processes(tmp_path: Path) -> None:
+    log = tmp_path / "locust.log"
+    single = locust_command(spec(max_duration_s=12.5), "http://127.0.0.1:1", log)
+    assert "--processes" not in single
+    assert single[single.index("--run-time") + 1] == "13s"
+    plugin = SHOP_LOCUSTFILE.parents[2] / "extensions" / "locust_plugin.py"
+    assert single[single.index("-f") + 1] == f"{SHOP_LOCUSTFILE},{plugin}"
+    forked = locust_command(
+        spec(processes=3, tags=["browse"], user_classes=["Browser"]), "http://h", log, 5600
+    )
+    assert forked[forked.index("--processes") + 1] == "3"
+    assert forked[forked.index("--master-bind-host") + 1] == "127.0.0.1"
+    assert forked[forked.index("--master-port") + 1] == "5600"
+    # User classes come before the options: after --tags they would be taken for tags.
+    assert forked[3] == "Browser" and forked[-2:] == ["--tags", "browse"]
+    with pytest.raises(LoadError):
+        locust_command(spec(processes=2), "http://h", log)
+
+
+# --- merging seconds across processes ----------------------------------------------------
+
+
+def sample(t: int, started: int, completed: int = 0) -> SliSample:
+    return SliSample(t, {"GET /x": EndpointSecond(started=started, completed=completed)})
+
+
+def test_merger_waits_for_every_writer_then_for_the_grace_only() -> None:
+    merger = SecondMerger(expected_writers=2, grace_s=0.3)
+    merger.add("a", sample(100, 3, 2))
+    assert merger.pop_ready(now=101.1) == []  # writer b has not reported 100
+    merger.add("b", sample(100, 4, 1))
+    [merged] = merger.pop_ready(now=101.1)
+    assert (merged.t, merged.endpoints["GET /x"].started) == (100, 7)
+    assert merged.endpoints["GET /x"].completed == 3
+    merger.add("a", sample(101, 1))
+    assert merger.pop_ready(now=102.29) == []
+    assert [s.t for s in merger.pop_ready(now=102.3)] == [101]  # b is late: grace is over
+
+
+def test_merger_folds_late_data_into_the_next_second() -> None:
+    merger = SecondMerger(expected_writers=2, grace_s=0.3)
+    merger.add("a", sample(100, 5))
+    assert [s.t for s in merger.pop_ready(now=101.5)] == [100]
+    merger.add("b", sample(100, 2))  # too late for second 100
+    merger.add("a", sample(101, 1))
+    merger.add("b", sample(101, 1))
+    [merged] = merger.pop_ready(now=102.01)
+    assert (merged.t, merged.endpoints["GET /x"].started) == (101, 4)
+    merger.add("a", sample(102, 9))
+    assert [s.t for s in merger.drain()] == [102]
+
+
+# --- real Locust runs ----------------------------------------------------------------------
+
+
+def test_stream_has_one_line_per_second_with_counts_and_latencies(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    server.control("ok", delay_ms=50)
+    recorder = Recorder()
+    load.start(spec(), server.url, tmp_path / "run", on_sample=recorder)
+    load.wait_first_sample(timeout_s=20)
+    started_at = time.time()
+    recorder.wait_until_second(int(started_at) + 4, timeout_s=10)
+    processes = locust_tree(load)
+    load.stop()
+    assert not load.is_running
+    assert_all_gone(processes)
+
+    written = read_lines(tmp_path / "run" / "sli.jsonl")
+    assert written == recorder.samples
+    seconds = [s.t for s in written]
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds)))
+    full = [s for s in written[1:-1] if total(s, "completed")]  # not the partial first/last
+    assert len(full) >= 3
+    assert set().union(*(s.endpoints for s in full)) == SHOP_ENDPOINTS
+
+    # Every completed request is one the server answered, and the reverse, except the
+    # requests in flight when Locust stopped (at most one per user).
+    served = server.served()
+    for key in SHOP_ENDPOINTS:
+        completed = sum(s.endpoints[key].completed for s in written if key in s.endpoints)
+        assert served[key] - 10 <= completed <= served[key], key
+    in_flight = sum(total(s, "started") - total(s, "completed") for s in written)
+    assert 0 <= in_flight <= 10
+    assert all(total(s, "failures") == 0 for s in written)
+
+    for s in full:
+        histogram = decode_histogram(s.endpoints["GET /products"].hist)
+        assert histogram.get_total_count() == s.endpoints["GET /products"].completed
+        assert histogram.get_min_value() >= 49_000  # the server sleeps 50 ms
+        assert 49_000 <= histogram.get_value_at_percentile(50) <= 80_000
+
+    # A second is merged and written soon after it ends (this bounds time-to-detect).
+    delays = [at - (s.t + 1) for s, at in zip(recorder.samples, recorder.arrivals, strict=True)]
+    assert statistics.median(delays[:-1]) <= 0.3
+    assert max(delays[:-1]) <= 1.3
+
+
+def test_blackhole_shows_as_zero_completions_then_timeouts(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    recorder = Recorder()
+    load.start(spec(request_timeout_s=2.0), server.url, tmp_path / "run", on_sample=recorder)
+    load.wait_first_sample(timeout_s=20)
+    recorder.wait_for(lambda samples: sum(total(s, "completed") > 50 for s in samples) >= 2, 10)
+
+    sleep_to_second_start()  # so that no request answered before the hang ends in the next second
+    hang_at = time.time()
+    server.control("hang")
+    hang_second = int(hang_at) + 1
+    recorder.wait_until_second(hang_second + 3, timeout_s=10)
+    server.control("ok")
+
+    by_second = recorder.by_second()
+    before = by_second[int(hang_at) - 1]
+    silent = by_second[hang_second]
+    assert total(silent, "completed") == 0
+    assert set(silent.endpoints) >= {"GET /products"}  # listed, with zeros
+    assert total(silent, "started") <= 10 < total(before, "started")
+    # The blackhole is in sli.jsonl about a second after it started.
+    arrival = recorder.arrivals[recorder.samples.index(silent)]
+    assert arrival - hang_at <= 2.5
+
+    failing = [t for t in range(hang_second, hang_second + 4) if total(by_second[t], "failures")]
+    assert failing, "no failure after the request timeout"
+    assert failing[0] in (int(hang_at + 2.0), int(hang_at + 2.0) + 1)
+    for t in range(hang_second, hang_second + 4):
+        assert total(by_second[t], "completed") == total(by_second[t], "failures")
+
+
+def test_two_processes_write_their_own_files_and_are_merged(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    recorder = Recorder()
+    load.start(spec(processes=2), server.url, run_dir, on_sample=recorder)
+    load.wait_first_sample(timeout_s=20)
+    recorder.wait_for(lambda samples: sum(total(s, "completed") > 0 for s in samples) >= 3, 15)
+    processes = locust_tree(load)
+    assert len(processes) >= 3  # the master and its two forked workers
+    load.stop()
+    assert_all_gone(processes)
+
+    per_writer = [read_lines(path) for path in sorted((run_dir / "load").glob("sli-*.jsonl"))]
+    assert len(per_writer) == 2
+    merged = read_lines(run_dir / "sli.jsonl")
+    assert merged == recorder.samples
+    for field in ("started", "completed"):
+        expected: dict[int, int] = {}
+        for lines in per_writer:
+            for line in lines:
+                expected[line.t] = expected.get(line.t, 0) + total(line, field)
+        assert {s.t: total(s, field) for s in merged} == expected
+    assert all(any(total(line, "completed") for line in lines) for lines in per_writer)
+    completed = sum(total(s, "completed") for s in merged)
+    served = sum(server.served().values())
+    assert served - 10 <= completed <= served
+
+
+def test_stop_kills_a_locust_that_ignores_sigterm(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    locustfile = tmp_path / "stubborn.py"
+    locustfile.write_text(
+        "import gevent\n"
+        "from locust import FastHttpUser, constant, events, task\n"
+        "@events.quitting.add_listener\n"
+        "def never_quit(**_):\n"
+        "    gevent.sleep(60)\n"
+        "class Shopper(FastHttpUser):\n"
+        "    wait_time = constant(0.1)\n"
+        "    @task\n"
+        "    def browse(self):\n"
+        "        self.client.get('/products')\n"
+    )
+    load.start(spec(locustfile=str(locustfile)), server.url, tmp_path / "run")
+    load.wait_first_sample(timeout_s=20)
+    processes = locust_tree(load)
+    began = time.monotonic()
+    load.stop(timeout_s=1.0)
+    assert time.monotonic() - began < 5
+    assert not load.is_running
+    assert_all_gone(processes)
+
+
+def test_a_locustfile_that_fails_to_import_gives_a_clear_error(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    locustfile = tmp_path / "broken.py"
+    locustfile.write_text("raise RuntimeError('broken on purpose')\n")
+    load.start(spec(locustfile=str(locustfile)), server.url, tmp_path / "run")
+    with pytest.raises(LocustFailedError, match=r"(?s)exited \(code 1\).*broken on purpose"):
+        load.wait_first_sample(timeout_s=20)
+
+
+def test_a_locustfile_with_a_syntax_error_is_refused_before_start(tmp_path: Path) -> None:
+    locustfile = tmp_path / "typo.py"
+    locustfile.write_text("from locust import task\ndef oops(:\n")
+    driver = LocustLoad()
+    with pytest.raises(LoadError, match=r"typo.py has a syntax error at line 2"):
+        driver.start(spec(locustfile=str(locustfile)), "http://127.0.0.1:1", tmp_path / "run")
+    assert driver.pid is None
+    with pytest.raises(LoadError, match="not found"):
+        driver.start(spec(locustfile=str(tmp_path / "nope.py")), "http://127.0.0.1:1", tmp_path)
+
+
+def test_the_shop_locustfile_runs_under_plain_locust(server: TargetServer, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(SHOP_LOCUSTFILE), "--headless", "-u", "5",
+         "-r", "5", "--run-time", "2s", "--host", server.url, "--json", "--only-summary"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    assert set(stats) == {"/products", "/products/{id}", "/orders", "/orders/{id}"}
+    assert all(entry["num_failures"] == 0 for entry in stats.values())

@@ -1,0 +1,154 @@
+"""The verdict maths of a run (pure) and the journal writer (atomic, no secrets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from inoculate.journal import REDACTED, scrub, secret_values, write_json_atomic
+from inoculate.monitor import Evaluation, SloMonitor
+from inoculate.summary import RunFacts, summarize
+from steady_state.samples import EndpointSecond, SliSample, encode_histogram, new_histogram
+from steady_state.slo import AvailabilitySlo, evaluate_all
+from steady_state.store import SliStore
+
+SLO = AvailabilitySlo(name="browse", endpoint="GET /p", objective=99.0, window_s=3)
+T0 = 1_000
+
+
+def _second(t: int, ok: int, failed: int) -> SliSample:
+    histogram = new_histogram()
+    for _ in range(ok + failed):
+        histogram.record_value(5_000)
+    endpoint = EndpointSecond(ok + failed, ok + failed, failed, encode_histogram(histogram))
+    return SliSample(t=t, endpoints={"GET /p": endpoint})
+
+
+def _facts(
+    samples: list[SliSample], method: tuple[float, float], events: list[dict], **kw
+) -> RunFacts:  # type: ignore[no-untyped-def,type-arg]
+    evaluations = [
+        Evaluation(t=s.t, seen_at=s.t + 1.1, verdicts=tuple(evaluate_all([SLO], samples, s.t)))
+        for s in samples
+    ]
+    defaults = dict(
+        title="t",
+        slos=[SLO],
+        evaluations=evaluations,
+        samples=samples,
+        fault_events=events,
+        method_window=method,
+        hypothesis_before=True,
+        hypothesis_after=True,
+    )
+    return RunFacts(**{**defaults, **kw})  # type: ignore[arg-type]
+
+
+def _fault(injected: float, reverted: float | None) -> list[dict]:  # type: ignore[type-arg]
+    events = [
+        {
+            "op": "inject",
+            "id": "f1",
+            "module": "extensions.process",
+            "fault": "kill",
+            "description": "SIGKILL service=catalog",
+            "target": {"service": "catalog"},
+            "at": injected,
+        }
+    ]
+    if reverted is not None:
+        events.append({"op": "revert", "id": "f1", "at": reverted})
+    return events
+
+
+def test_an_outage_in_the_method_fails_with_detection_and_recovery_times() -> None:
+    # Healthy until 1005, total outage 1005-1007, healthy again from 1008.
+    samples = [
+        _second(T0 + i, 0 if 5 <= i <= 7 else 100, 100 if 5 <= i <= 7 else 0) for i in range(15)
+    ]
+    facts = _facts(samples, (T0 + 4.5, T0 + 12.0), _fault(T0 + 5.0, T0 + 12.5))
+    summary = summarize(facts)
+    assert summary["status"] == "failed" and summary["exit_code"] == 1
+    [slo] = summary["slos"]
+    assert slo["breached_during_method"] and slo["first_breach"]["t"] == T0 + 5
+    assert slo["breaches"][0]["start"] == T0 + 5
+    [fault] = summary["faults"]
+    assert fault["time_to_detect_s"] == 1.1  # seen at 1006.1, injected at 1005.0
+    assert fault["recovered_at"] == T0 + 8 and fault["recovered_by"] == "self-healing"
+    assert fault["time_to_recover_s"] == 3.0
+    assert "browse" in summary["reasons"][0]
+
+
+def test_recovery_after_the_rollback_is_measured_from_the_rollback() -> None:
+    samples = [
+        _second(T0 + i, 0 if 5 <= i <= 9 else 100, 100 if 5 <= i <= 9 else 0) for i in range(15)
+    ]
+    summary = summarize(
+        _facts(samples, (T0 + 4.5, T0 + 9.0), _fault(T0 + 5.0, T0 + 9.5), recovery_objective_s=1.0)
+    )
+    [fault] = summary["faults"]
+    assert fault["recovered_by"] == "rollback"
+    assert fault["time_to_recover_s"] == 0.5  # back at 1010, rollback at 1009.5
+    assert fault["recovery_objective_met"] is True
+
+
+def test_a_breach_outside_the_method_does_not_fail_the_run() -> None:
+    samples = [_second(T0 + i, 0 if i == 1 else 100, 100 if i == 1 else 0) for i in range(12)]
+    summary = summarize(_facts(samples, (T0 + 8.0, T0 + 11.0), []))
+    assert summary["status"] == "passed" and summary["reasons"] == []
+    assert summary["slos"][0]["breaches"]  # recorded all the same
+
+
+def test_precedence_of_the_verdicts() -> None:
+    samples = [_second(T0 + i, 100, 0) for i in range(5)]
+    method = (T0 + 1.0, T0 + 3.0)
+    assert summarize(_facts(samples, method, [], hypothesis_before=False))["status"] == "failed"
+    failed_action = summarize(_facts(samples, method, [], failed_activities=["kill"]))
+    assert failed_action["reasons"] == ["action failed: kill"]
+    interrupted = summarize(_facts(samples, method, [], interruption="SIGTERM received"))
+    assert (interrupted["status"], interrupted["exit_code"]) == ("interrupted", 3)
+    aborted = summarize(_facts(samples, method, [], interruption="aborted: SLO breached"))
+    assert aborted["status"] == "aborted"
+    left = summarize(_facts(samples, method, [], faults_left=["SIGSTOP service=orders"]))
+    assert left["status"] == "failed"
+
+
+def test_the_monitor_judges_silence_as_zero_traffic(tmp_path: Path) -> None:
+    store = SliStore(tmp_path / "sli.jsonl")
+    for i in range(4):
+        store.append(_second(T0 + i, 100, 0))
+    now = [T0 + 4.2]
+    monitor = SloMonitor([SLO], SliStore(tmp_path / "sli.jsonl"), clock=lambda: now[0])
+    assert [e.t for e in monitor.poll()] == [T0 + 3]
+    assert all(v.met for e in monitor.evaluations() for v in e.verdicts)
+    now[0] = T0 + 9.0  # the load went silent: no new samples for five seconds
+    silent = monitor.poll()
+    assert [e.t for e in silent] == [T0 + 4, T0 + 5, T0 + 6]
+    assert not silent[-1].verdicts[0].met
+
+
+def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
+    experiment_secrets = {
+        "shop": {"token": "s3cr3t-inline", "from_env": {"type": "env", "key": "TOKEN"}}
+    }
+    resolved = {"shop": {"token": "s3cr3t-inline", "from_env": "resolved-env-secret"}}
+    journal = {
+        "experiment": {"secrets": experiment_secrets, "title": "t"},
+        "run": [
+            {"output": "called with s3cr3t-inline and resolved-env-secret", "status": "succeeded"}
+        ],
+    }
+    clean = scrub(journal, secret_values(experiment_secrets, resolved))
+    text = json.dumps(clean)
+    assert "s3cr3t-inline" not in text and "resolved-env-secret" not in text
+    assert clean["experiment"]["secrets"]["shop"]["token"] == REDACTED
+    assert clean["experiment"]["secrets"]["shop"]["from_env"] == {"type": "env", "key": "TOKEN"}
+    assert clean["run"][0]["output"] == f"called with {REDACTED} and {REDACTED}"
+
+
+def test_the_journal_is_replaced_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    write_json_atomic(path, {"n": 1})
+    write_json_atomic(path, {"n": 2})
+    assert json.loads(path.read_text()) == {"n": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["journal.json"]  # no temporary file left
