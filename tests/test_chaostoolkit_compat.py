@@ -26,6 +26,8 @@ def test_plain_chaos_run_gets_the_verdict_right(workspace: Workspace, tmp_path: 
             sys.executable,
             "-m",
             "chaostoolkit",
+            "--log-file",
+            str(tmp_path / "chaos.log"),
             "run",
             "--journal-path",
             str(journal_path),

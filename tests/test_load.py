@@ -332,6 +332,40 @@ def test_blackhole_shows_as_zero_completions_then_timeouts(
         assert total(by_second[t], "completed") == total(by_second[t], "failures")
 
 
+def test_http_user_requests_are_counted_and_time_out_too(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    locustfile = tmp_path / "requests_user.py"
+    locustfile.write_text(
+        "from locust import HttpUser, constant, task\n"
+        "class Shopper(HttpUser):\n"
+        "    wait_time = constant(0.05)\n"
+        "    @task\n"
+        "    def browse(self):\n"
+        "        self.client.get('/products')\n"
+        "        with self.client.rename_request('/products/{id}'):\n"
+        "            self.client.get('/products/7?ref=home')\n"
+    )
+    recorder = Recorder()
+    load_spec = spec(locustfile=str(locustfile), users=4, request_timeout_s=0.5)
+    load.start(load_spec, server.url, tmp_path / "run", on_sample=recorder)
+    load.wait_first_sample(timeout_s=20)
+    recorder.wait_for(lambda samples: sum(total(s, "completed") > 20 for s in samples) >= 2, 10)
+    sleep_to_second_start()
+    hang_at = time.time()
+    server.control("hang")
+    recorder.wait_until_second(int(hang_at) + 2, timeout_s=10)
+    server.control("ok")
+
+    busy = [s for s in recorder.samples if s.t < int(hang_at) and total(s, "completed")]
+    assert {key for s in busy for key in s.endpoints} == {"GET /products", "GET /products/{id}"}
+    # Starts and completions land under the same keys: nothing stays "in flight".
+    assert all(abs(e.started - e.completed) <= 4 for s in busy[1:] for e in s.endpoints.values())
+    after = recorder.by_second()[int(hang_at) + 1]
+    assert total(after, "failures") > 0  # the 0.5 s timeout applies to HttpSession requests
+    assert total(after, "failures") == total(after, "completed")
+
+
 def test_two_processes_write_their_own_files_and_are_merged(
     server: TargetServer, load: LocustLoad, tmp_path: Path
 ) -> None:
@@ -385,6 +419,28 @@ def test_stop_kills_a_locust_that_ignores_sigterm(
     assert time.monotonic() - began < 5
     assert not load.is_running
     assert_all_gone(processes)
+
+
+def test_locust_is_stopped_when_the_runner_exits_without_stop(
+    server: TargetServer, tmp_path: Path
+) -> None:
+    runner = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from extensions.load import LoadSpec, LocustLoad\n"
+        f"spec = LoadSpec(locustfile={str(SHOP_LOCUSTFILE)!r}, users=2, spawn_rate=10)\n"
+        "load = LocustLoad()\n"
+        f"load.start(spec, {server.url!r}, Path({str(tmp_path / 'run')!r}))\n"
+        "load.wait_first_sample(timeout_s=20)\n"
+        "print(load.pid, flush=True)\n"
+        "raise RuntimeError('the runner crashed')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", runner], capture_output=True, text=True, timeout=60,
+        cwd=SHOP_LOCUSTFILE.parents[2], check=False,
+    )  # fmt: skip
+    assert "the runner crashed" in result.stderr
+    assert not psutil.pid_exists(int(result.stdout))
 
 
 def test_a_locustfile_that_fails_to_import_gives_a_clear_error(

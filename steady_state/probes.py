@@ -1,0 +1,205 @@
+"""Steady-state probes: SLO verdicts over the run's SLI samples, and a plain HTTP check.
+
+Ordinary Chaos Toolkit python probes. The SLO probes find the run through the experiment's
+configuration key ``inoculate_run_dir`` (inoculate injects it; under a plain ``chaos run``
+set it in the experiment's ``configuration`` block). That directory holds:
+
+- ``inoculate.json``: a JSON object whose ``"slos"`` key lists the SLO specs;
+- ``sli.jsonl``: one SLI sample per second, appended by the load generator's pump.
+
+Use them in a steady-state hypothesis with a JSON-path tolerance on ``met``::
+
+    - type: probe
+      name: browse-slos-met
+      tolerance: {type: jsonpath, path: "$.met", expect: true}
+      provider: {type: python, module: steady_state.probes, func: slos_met}
+
+(JSON-path tolerances need the ``jsonpath2`` package, i.e. ``chaostoolkit-lib[jsonpath]``.)
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from chaoslib.types import Configuration
+from pydantic import ValidationError
+
+from steady_state.slo import Slo, SloSet, evaluate_all, evaluate_slo, parse_slos
+from steady_state.store import SliStore
+
+__all__ = [
+    "RUN_DIR_KEY",
+    "SLI_FILE",
+    "SPEC_FILE",
+    "STALE_AFTER_S",
+    "ProbeError",
+    "RunDirectoryError",
+    "UnknownSloError",
+    "http_healthy",
+    "slo_met",
+    "slos_met",
+]
+
+# ProbeError
+#  ├── RunDirectoryError   configuration key, inoculate.json or sli.jsonl missing or invalid
+#  └── UnknownSloError     a probe names an SLO that inoculate.json does not define
+
+RUN_DIR_KEY = "inoculate_run_dir"
+SPEC_FILE = "inoculate.json"
+SLI_FILE = "sli.jsonl"
+# A newest sample older than this means the load generator died or the system is
+# blackholed: judge the current seconds (zero traffic), not the last good window.
+STALE_AFTER_S = 3
+
+
+class ProbeError(Exception):
+    """A steady-state probe could not evaluate; chaoslib records it as a failed probe."""
+
+
+class RunDirectoryError(ProbeError):
+    """The run directory, its SLO specs or its SLI samples cannot be found or read."""
+
+
+class UnknownSloError(ProbeError):
+    """A probe asked for an SLO name that the run does not define."""
+
+
+def slos_met(slos: list[str] | None = None, configuration: Configuration = None) -> dict:
+    """Evaluate the run's SLOs at the latest complete second of load.
+
+    slos: names of the SLOs to evaluate (default: every SLO of the run).
+    Returns {"met": true only if every SLO is met, "at": the window's last second,
+    "latest_sample": the newest second of data, "slos": [one verdict per SLO]}. Each verdict
+    gives the SLI value, the objective, the window, the request count, the burn rate and,
+    when not met, the reason. Use with tolerance {type: jsonpath, path: "$.met", expect: true}.
+    """
+    run_dir = _run_dir(configuration)
+    chosen = _select(_load_slos(run_dir), slos)
+    store = _load_store(run_dir)
+    latest = store.latest_t()
+    end_t = _end_second(latest, time.time())
+    verdicts = evaluate_all(chosen, store.samples(), end_t)
+    return {
+        "met": all(verdict.met for verdict in verdicts),
+        "at": end_t,
+        "latest_sample": latest,
+        "slos": [verdict.to_json() for verdict in verdicts],
+    }
+
+
+def slo_met(slo: str, configuration: Configuration = None) -> dict:
+    """Evaluate one SLO of the run at the latest complete second of load.
+
+    slo: the SLO's name. Returns its verdict: {"met", "value", "objective", "window_start",
+    "window_end", "requests", "burn_rate", "reason", ...}.
+    Use with tolerance {type: jsonpath, path: "$.met", expect: true}.
+    """
+    run_dir = _run_dir(configuration)
+    (chosen,) = _select(_load_slos(run_dir), [slo])
+    store = _load_store(run_dir)
+    end_t = _end_second(store.latest_t(), time.time())
+    return evaluate_slo(chosen, store.samples(), end_t).to_json()
+
+
+def http_healthy(url: str, expect_status: int = 200, timeout_s: float = 2.0) -> dict:
+    """GET ``url`` once and say whether it answered with ``expect_status`` in time.
+
+    Returns {"met": bool, "status": the HTTP status or null, "latency_ms": time to the
+    response (or to the error), "error": null or why no response came}. Redirects are not
+    followed. Use with tolerance {type: jsonpath, path: "$.met", expect: true}.
+    """
+    started = time.perf_counter()
+    try:
+        response = requests.get(url, timeout=timeout_s, allow_redirects=False)
+    except requests.RequestException as exc:
+        return {
+            "met": False,
+            "status": None,
+            "latency_ms": _elapsed_ms(started),
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+    return {
+        "met": response.status_code == expect_status,
+        "status": response.status_code,
+        "latency_ms": _elapsed_ms(started),
+        "error": None,
+    }
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _run_dir(configuration: Configuration | None) -> Path:
+    value = (configuration or {}).get(RUN_DIR_KEY)
+    if not value:
+        raise RunDirectoryError(
+            f"configuration key {RUN_DIR_KEY!r} is missing: run the experiment with "
+            f"`inoculate run`, or set {RUN_DIR_KEY} in the experiment's configuration "
+            "to the directory holding inoculate.json and sli.jsonl"
+        )
+    run_dir = Path(str(value))
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {run_dir} ({RUN_DIR_KEY}) does not exist")
+    return run_dir
+
+
+def _load_slos(run_dir: Path) -> SloSet:
+    spec_path = run_dir / SPEC_FILE
+    try:
+        document: Any = json.loads(spec_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RunDirectoryError(f"{spec_path} not found: the run has no SLO specs") from exc
+    except json.JSONDecodeError as exc:
+        raise RunDirectoryError(f"{spec_path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or "slos" not in document:
+        raise RunDirectoryError(f'{spec_path} must be a JSON object with a "slos" list')
+    try:
+        return parse_slos(document["slos"])
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise RunDirectoryError(f"{spec_path} has invalid SLO specs: {problems}") from exc
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as ``slos[0].latency.threshold_ms: Input should be ...``."""
+    where = "slos" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    return f"{where}: {error['msg']}"
+
+
+def _select(slo_set: SloSet, names: list[str] | str | None) -> list[Slo]:
+    by_name = slo_set.by_name()
+    if names is None:
+        chosen = list(by_name.values())
+    else:
+        # A single name where a list was meant must not be read letter by letter.
+        wanted = [names] if isinstance(names, str) else list(names)
+        unknown = [name for name in wanted if name not in by_name]
+        if unknown:
+            known = ", ".join(by_name) or "none"
+            raise UnknownSloError(
+                f"unknown SLO {', '.join(map(repr, unknown))}; the run defines: {known}"
+            )
+        chosen = [by_name[name] for name in wanted]
+    if not chosen:
+        raise UnknownSloError("no SLO to evaluate: the run defines none and none was named")
+    return chosen
+
+
+def _load_store(run_dir: Path) -> SliStore:
+    sli_path = run_dir / SLI_FILE
+    if not sli_path.is_file():
+        raise RunDirectoryError(f"{sli_path} not found: no SLI samples were recorded for this run")
+    store = SliStore(sli_path)
+    store.refresh()
+    return store
+
+
+def _end_second(latest_t: int | None, now: float) -> int:
+    """The last second to judge: the newest sample's, unless it is stale."""
+    if latest_t is None or latest_t < now - STALE_AFTER_S:
+        return math.floor(now) - 1
+    return latest_t
