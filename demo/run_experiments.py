@@ -8,6 +8,7 @@ must catch the weakness). The command exits non-zero if any verdict differs from
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 VERDICTS = {0: "passed", 1: "failed", 2: "invalid", 3: "interrupted"}
+WIDTH = 140
 
 
 def expected_verdict(experiment: Path) -> str | None:
@@ -32,6 +34,7 @@ def run_one(experiment: Path, out_dir: Path) -> tuple[int, str]:
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "COLUMNS": str(WIDTH)},
         check=False,
     )
     sys.stderr.write(completed.stderr[-4000:] if completed.returncode not in (0, 1) else "")
@@ -47,7 +50,7 @@ def main() -> int:
     parser.add_argument("folder", type=Path, nargs="?", default=Path("experiments/shop"))
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=WIDTH)
     table = Table(title="inoculate demo", title_justify="left")
     for column in ("experiment", "verdict", "expected", "run directory"):
         table.add_column(column)
