@@ -148,3 +148,17 @@ def _alive_under(root: Path) -> list[psutil.Process]:
         if str(root) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
             alive.append(proc)
     return alive
+
+
+def test_abort_policy_interrupts_at_the_first_breach(workspace: Workspace) -> None:
+    result = workspace.run("run", str(TEST_EXPERIMENTS / "abort-on-breach.yaml"), timeout=90)
+    assert result.code == 3, result.stdout + result.stderr
+    summary = result.summary()
+    assert summary["status"] == "aborted"
+    assert "browse-availability" in summary["reasons"][0]
+    method = summary["method"]
+    assert method["ended_at"] - method["started_at"] < 10  # not the 120 s pause
+    journal = result.journal()
+    assert journal["status"] == "aborted"
+    assert journal["rollbacks"][0]["status"] == "succeeded"
+    assert_no_fault_remains(workspace, summary)
