@@ -17,6 +17,7 @@ import re
 import signal as signals
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -147,7 +148,7 @@ def restart(
         def act() -> list[dict[str, Any]]:
             for instance in sorted({p.instance for p in system.processes(state_dir, service)}):
                 system.restart_instance(state_dir, instance)
-            return _wait_service_running(system, state_dir, service, timeout_s, old_pids)
+            return _bring_back(system, state_dir, service, timeout_s, old_pids)[1]
 
     else:
         undo = {"irreversible": True}
@@ -190,8 +191,7 @@ def ensure_running(
         _resume_if_stopped(proc.pid, proc.create_time)
     if service:
         system, state_dir = system_from_configuration(configuration)
-        _start_dead_instances(system, state_dir, service)
-        running = _wait_service_running(system, state_dir, service, timeout_s, set())
+        running = _bring_back(system, state_dir, service, timeout_s)[1]
     else:
         running = [p.to_json() for p in procs]
     return {"target": target, "reverted": [o.to_json() for o in outcomes], "processes": running}
@@ -227,8 +227,7 @@ def _revert_service_down(record: LedgerRecord) -> str:
     service = str(record.undo["service"])
     if not system.is_running(state_dir):
         return f"the {system.name} system in {state_dir} is no longer running; nothing to revert"
-    started = _start_dead_instances(system, state_dir, service)
-    _wait_service_running(system, state_dir, service, 10.0, set())
+    started, _ = _bring_back(system, state_dir, service, 10.0)
     return f"started {started}" if started else f"{service} already running"
 
 
@@ -342,35 +341,39 @@ def process_status(pid: int) -> str:
         return "gone"
 
 
-def _start_dead_instances(system: Any, state_dir: Path, service: str) -> list[str]:
-    started = []
-    for sp in system.processes(state_dir, service):
-        if sp.state in ("exited", "stopped") or (sp.pid and process_status(sp.pid) == "gone"):
-            system.start_instance(state_dir, sp.instance)
-            started.append(sp.instance)
-    return started
+def _bring_back(
+    system: Any,
+    state_dir: Path,
+    service: str,
+    timeout_s: float,
+    old_pids: AbstractSet[int] = frozenset(),
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Start the instances the supervisor reports dead and wait until all run.
 
-
-def _wait_service_running(
-    system: Any, state_dir: Path, service: str, timeout_s: float, old_pids: set[int]
-) -> list[dict[str, Any]]:
+    A just-killed instance can still read ``running`` (its death not yet reaped by the
+    supervisor), so dead instances are looked for on every poll, not once.
+    """
     deadline = time.monotonic() + timeout_s
+    started: list[str] = []
     while True:
         instances = system.processes(state_dir, service)
-        ready = [
-            sp
-            for sp in instances
-            if sp.state == "running"
-            and sp.pid
-            and sp.pid not in old_pids
-            and process_status(sp.pid) not in ("gone", psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
-        ]
+        for sp in instances:
+            if sp.state in ("exited", "stopped") and sp.instance not in started:
+                system.start_instance(state_dir, sp.instance)
+                started.append(sp.instance)
+        ready = [sp for sp in instances if _serving(sp, old_pids)]
         if len(ready) == len(instances):
-            return [{"instance": sp.instance, "pid": sp.pid} for sp in ready]
+            return started, [{"instance": sp.instance, "pid": sp.pid} for sp in ready]
         if time.monotonic() > deadline:
             states = {sp.instance: sp.state for sp in instances}
             raise FaultError(f"{service} not running after {timeout_s}s: {states}")
         time.sleep(0.05)
+
+
+def _serving(sp: Any, old_pids: AbstractSet[int]) -> bool:
+    if sp.state != "running" or not sp.pid or sp.pid in old_pids:
+        return False
+    return process_status(sp.pid) not in ("gone", psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
 
 
 def _wait_pattern_back(pattern: str, timeout_s: float, old_pids: set[int]) -> list[dict[str, Any]]:
