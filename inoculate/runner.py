@@ -56,8 +56,8 @@ def run_experiment_file(
     ledger: Path | None = None,
 ) -> RunOutcome:
     """Validate and run the experiment at ``path``; raise :class:`ExperimentInvalid` early."""
-    validated = validate_experiment(path)
     config_vars, secret_vars = _variables(path, variables, var_files)
+    validated = validate_experiment(path, config_vars)
     run_id = uuid.uuid4().hex[:12]
     run_dir = new_run_dir(str(validated.experiment["title"]), Path(out_dir)).resolve()
     config_vars.update(

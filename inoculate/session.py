@@ -71,7 +71,7 @@ class RunSession(RunEventHandler):
         self.experiment = experiment
         self.configuration = configuration
         self.title = str(experiment.get("title", "experiment"))
-        self.spec, self.spec_error = _parse_spec(experiment)
+        self.spec, self.spec_error = _parse_spec(experiment, configuration)
         self.run_id = str(configuration.get(RUN_ID_CONFIG_KEY) or uuid.uuid4().hex[:12])
         self.base_dir = Path(configuration.get(BASE_DIR_CONFIG_KEY) or Path.cwd())
         self.run_dir = Path(
@@ -335,9 +335,11 @@ class RunSession(RunEventHandler):
         return self.spec.model_dump(mode="json")
 
 
-def _parse_spec(experiment: Experiment) -> tuple[InoculateSpec | None, str | None]:
+def _parse_spec(
+    experiment: Experiment, configuration: dict[str, Any]
+) -> tuple[InoculateSpec | None, str | None]:
     try:
-        return parse_extension(experiment), None
+        return parse_extension(experiment, configuration), None
     except ValidationError as exc:
         return None, f"invalid inoculate extension: {exc}"
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from chaoslib import substitute
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +41,7 @@ __all__ = [
     "ValidationError",
     "find_extension",
     "parse_extension",
+    "substitute_block",
 ]
 
 EXTENSION_NAME = "inoculate"
@@ -141,9 +143,20 @@ def find_extension(experiment: Mapping[str, Any]) -> tuple[int, Mapping[str, Any
     return None
 
 
-def parse_extension(experiment: Mapping[str, Any]) -> InoculateSpec | None:
-    """Parse the ``inoculate`` extension (raises pydantic's ``ValidationError``), or None."""
+def parse_extension(
+    experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None = None
+) -> InoculateSpec | None:
+    """Parse the ``inoculate`` extension (raises pydantic's ``ValidationError``), or None.
+
+    ``${name}`` forms are substituted from the configuration first, as chaoslib does for
+    activity arguments, so ``--var`` can set e.g. ``load.host``.
+    """
     found = find_extension(experiment)
     if found is None:
         return None
-    return InoculateSpec.model_validate(dict(found[1]))
+    return InoculateSpec.model_validate(substitute_block(found[1], configuration))
+
+
+def substitute_block(raw: Mapping[str, Any], configuration: Mapping[str, Any] | None) -> Any:
+    """Return the raw block with ``${name}`` replaced from ``configuration``."""
+    return substitute(dict(raw), dict(configuration or {}), {})

@@ -27,7 +27,7 @@ from chaoslib.experiment import ensure_experiment_is_valid
 from pydantic import TypeAdapter, ValidationError
 
 from inoculate.errors import ExperimentInvalid, FieldError
-from inoculate.spec import InoculateSpec, find_extension
+from inoculate.spec import InoculateSpec, find_extension, substitute_block
 
 __all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
 
@@ -66,12 +66,15 @@ def load_experiment_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def validate_experiment(path: Path) -> ValidatedExperiment:
+def validate_experiment(
+    path: Path, variables: Mapping[str, Any] | None = None
+) -> ValidatedExperiment:
     """Load and fully validate an experiment file; raise :class:`ExperimentInvalid` listing
-    every problem found."""
+    every problem found. ``variables`` are the run's ``--var`` values, used where the
+    experiment's ``inoculate`` block says ``${name}``."""
     experiment = load_experiment_file(path)
     errors = list(_experiment_errors(experiment))
-    spec, spec_errors = _parse_spec(experiment)
+    spec, spec_errors = _parse_spec(experiment, _static_configuration(experiment, variables))
     errors.extend(spec_errors)
     if spec is not None:
         errors.extend(_slo_reference_errors(experiment, spec))
@@ -148,13 +151,24 @@ def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[F
             )
 
 
-def _parse_spec(experiment: Mapping[str, Any]) -> tuple[InoculateSpec | None, list[FieldError]]:
+def _static_configuration(
+    experiment: Mapping[str, Any], variables: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    # Values that come from the environment or a vault are only known at run time.
+    declared = experiment.get("configuration") or {}
+    static = {k: v for k, v in declared.items() if not isinstance(v, Mapping)}
+    return {**static, **(variables or {})}
+
+
+def _parse_spec(
+    experiment: Mapping[str, Any], configuration: Mapping[str, Any]
+) -> tuple[InoculateSpec | None, list[FieldError]]:
     found = find_extension(experiment)
     if found is None:
         return None, []
     index, raw = found
     try:
-        return InoculateSpec.model_validate(dict(raw)), []
+        return InoculateSpec.model_validate(substitute_block(raw, configuration)), []
     except ValidationError as exc:
         return None, [_pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()]
 

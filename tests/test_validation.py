@@ -93,3 +93,22 @@ def test_bad_var_file_is_invalid_input(workspace: Workspace, tmp_path: Path) -> 
     assert result.code == 2, result.stderr
     assert "--var-file" in result.stderr
     assert list(result.out_dir.iterdir()) == []
+
+
+def test_the_inoculate_block_takes_configuration_and_vars(tmp_path: Path) -> None:
+    experiment = tmp_path / "vars.yaml"
+    experiment.write_text(
+        "title: t\ndescription: d\n"
+        "configuration: {users: 7}\n"
+        "extensions:\n"
+        "  - name: inoculate\n"
+        "    load: {locustfile: x.py, users: '${users}', spawn_rate: 1, host: '${shop_url}'}\n"
+        "method: []\n"
+    )
+    spec = validate_experiment(experiment, {"shop_url": "http://127.0.0.1:30080"}).spec
+    assert spec is not None and spec.load is not None
+    assert (spec.load.users, spec.load.host) == (7, "http://127.0.0.1:30080")
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(experiment)
+    assert "extensions[0].load.host: " in str(caught.value)
+    assert "${shop_url}" in str(caught.value)
