@@ -66,6 +66,15 @@ class ShopKnobs(BaseModel):
         le=300.0,
         description="Seconds an open circuit waits before letting one half-open probe through.",
     )
+    catalog_proxy: bool = Field(
+        False,
+        description=(
+            "Route the gateway's catalog traffic through a Toxiproxy-API proxy "
+            "(extensions.netproxy, one proxy per catalog replica, named like the replica) so "
+            "network faults can act between gateway and catalog; its API URL is published "
+            "as toxiproxy_url in state.json."
+        ),
+    )
     orders_fallback: Literal["none", "queue"] = Field(
         "none",
         description=(

@@ -56,6 +56,8 @@ class ShopState(BaseModel):
     gateway_url: str
     knobs: ShopKnobs
     services: dict[str, InstanceState]
+    # The Toxiproxy API of the catalog proxies (knob catalog_proxy), read by network faults.
+    toxiproxy_url: str | None = None
 
     def instances_of(self, service: str) -> list[InstanceState]:
         """Return the instances of ``service`` (``catalog``), ordered by instance name."""

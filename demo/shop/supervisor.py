@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -122,6 +123,7 @@ class Supervisor:
             gateway_url=self._instances["gateway-0"].url,
             knobs=self._knobs,
             services={name: inst.snapshot() for name, inst in self._instances.items()},
+            toxiproxy_url=proxy.url if (proxy := self._instances.get(PROXY_INSTANCE)) else None,
         )
 
     def start_instance(self, name: str) -> InstanceState:
@@ -260,11 +262,41 @@ def _plan_instances(state_dir: Path, knobs: ShopKnobs) -> dict[str, _Instance]:
     ]
     orders = _Instance("orders", "orders-0", ports[-2], ["--state-dir", str(state_dir)])
     gateway_args = ["--state-dir", str(state_dir), "--orders-url", orders.url]
-    for catalog in catalogs:
-        gateway_args += ["--catalog-url", catalog.url]
+    extra: list[_Instance] = []
+    catalog_urls = [catalog.url for catalog in catalogs]
+    if knobs.catalog_proxy:
+        proxy, catalog_urls = _plan_catalog_proxies(state_dir, catalogs)
+        extra.append(proxy)
+    for url in catalog_urls:
+        gateway_args += ["--catalog-url", url]
     gateway_args += ["--knobs-json", knobs.model_dump_json()]
     gateway = _Instance("gateway", "gateway-0", ports[-1], gateway_args)
-    return {inst.instance: inst for inst in [*catalogs, orders, gateway]}
+    return {inst.instance: inst for inst in [*catalogs, orders, gateway, *extra]}
+
+
+PROXY_INSTANCE = "netproxy-0"
+PROXY_CONFIG_FILE = "netproxy.json"
+
+
+def _plan_catalog_proxies(
+    state_dir: Path, catalogs: list[_Instance]
+) -> tuple[_Instance, list[str]]:
+    """Knob catalog_proxy: the proxy instance, and the URL the gateway uses per replica.
+
+    One proxy per catalog replica, named like it (``catalog-0``), listening on a port of
+    its own; the proxy server (a supervised instance like the others) creates them at start
+    from ``netproxy.json``, in Toxiproxy's ``/populate`` format.
+    """
+    ports = _free_ports(len(catalogs) + 1)
+    config = [
+        {"name": c.instance, "listen": f"{LOOPBACK}:{port}", "upstream": f"{LOOPBACK}:{c.port}"}
+        for c, port in zip(catalogs, ports[1:], strict=True)
+    ]
+    (state_dir / PROXY_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    proxy = _Instance(
+        "netproxy", PROXY_INSTANCE, ports[0], ["--config", str(state_dir / PROXY_CONFIG_FILE)]
+    )
+    return proxy, [f"http://{LOOPBACK}:{port}" for port in ports[1:]]
 
 
 async def run_supervisor(state_dir: Path, knobs: ShopKnobs) -> int:
