@@ -162,7 +162,27 @@ class ShopSystem:
             ) from exc
 
 
-EMBEDDED_SYSTEMS: Mapping[str, EmbeddedSystem] = MappingProxyType({"shop": ShopSystem()})
+class LazySystem:
+    """An embedded system implemented outside the framework, imported on first use (the
+    Docker shop needs the Docker SDK, which only runs that use it should load)."""
+
+    def __init__(self, name: str, module: str, factory: str) -> None:
+        self.name = name
+        self._module, self._factory = module, factory
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        system = getattr(importlib.import_module(self._module), self._factory)()
+        return getattr(system, attribute)
+
+
+EMBEDDED_SYSTEMS: Mapping[str, EmbeddedSystem] = MappingProxyType(
+    {
+        "shop": ShopSystem(),
+        "shop-docker": LazySystem("shop-docker", "demo.shop_docker.system", "ShopDockerSystem"),  # type: ignore[dict-item]
+    }
+)
 
 
 def embedded_system(name: str) -> EmbeddedSystem:

@@ -181,7 +181,8 @@ def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
     report["recovered"] = back is not None
     if back is None:
         return report
-    by_rollback = reverted is not None and reverted < back
+    # `back` is a whole second: a revert inside that second counts as the cause.
+    by_rollback = reverted is not None and reverted < back + 1
     reference = reverted if by_rollback else injected
     report["recovered_at"] = back
     report["recovered_by"] = "rollback" if by_rollback else "self-healing"

@@ -92,6 +92,16 @@ def test_recovery_after_the_rollback_is_measured_from_the_rollback() -> None:
     assert fault["recovery_objective_met"] is True
 
 
+def test_a_rollback_within_the_recovered_second_is_the_cause() -> None:
+    samples = [
+        _second(T0 + i, 0 if 5 <= i <= 9 else 100, 100 if 5 <= i <= 9 else 0) for i in range(15)
+    ]
+    summary = summarize(_facts(samples, (T0 + 4.5, T0 + 9.0), _fault(T0 + 5.0, T0 + 10.3)))
+    [fault] = summary["faults"]
+    assert (fault["recovered_at"], fault["recovered_by"]) == (T0 + 10, "rollback")
+    assert fault["time_to_recover_s"] == 0.0
+
+
 def test_a_breach_outside_the_method_does_not_fail_the_run() -> None:
     samples = [_second(T0 + i, 0 if i == 1 else 100, 100 if i == 1 else 0) for i in range(12)]
     summary = summarize(_facts(samples, (T0 + 8.0, T0 + 11.0), []))
