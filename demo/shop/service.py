@@ -71,8 +71,10 @@ def run_service(
     parent_pid: int | None,
     *,
     cancel_on_disconnect: bool = False,
+    host: str = LOOPBACK,
 ) -> None:
-    """Serve the app on 127.0.0.1:``port`` under uvloop until SIGTERM or SIGINT.
+    """Serve the app on ``host``:``port`` (loopback by default) under uvloop until SIGTERM
+    or SIGINT.
 
     ``make_app`` is called inside the running loop (client sessions need one).
     ``cancel_on_disconnect`` cancels a handler whose client went away: a proxy with no
@@ -81,10 +83,10 @@ def run_service(
     if parent_pid is not None:
         die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvloop.run(_serve(make_app, port, cancel_on_disconnect))
+    uvloop.run(_serve(make_app, host, port, cancel_on_disconnect))
 
 
-async def _serve(make_app: AppFactory, port: int, cancel_on_disconnect: bool) -> None:
+async def _serve(make_app: AppFactory, host: str, port: int, cancel_on_disconnect: bool) -> None:
     app = make_app()
     if inspect.isawaitable(app):
         app = await app
@@ -95,7 +97,7 @@ async def _serve(make_app: AppFactory, port: int, cancel_on_disconnect: bool) ->
         handler_cancellation=cancel_on_disconnect,
     )
     await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

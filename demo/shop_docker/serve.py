@@ -12,17 +12,11 @@ cleanly; a SIGKILL is a crash that Docker's restart policy answers.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import uvloop
-from aiohttp import web
-
-from demo.shop.service import SHUTDOWN_TIMEOUT_S, AppFactory
+from demo.shop.service import AppFactory, run_service
 
 __all__ = ["PORT", "main"]
 
@@ -80,35 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(make_app: AppFactory, port: int, cancel_on_disconnect: bool) -> None:
-    app = make_app()
-    if not isinstance(app, web.Application):
-        app = await app
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        handler_cancellation=cancel_on_disconnect,
-    )
-    await runner.setup()
-    await web.TCPSite(runner, BIND_ALL, port, backlog=1024).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve one shop service on 0.0.0.0:``--port`` until SIGTERM or SIGINT."""
     args = _parser().parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     factory = SERVICES[args.service](args)
-    uvloop.run(_serve(factory, args.port, args.service in CANCEL_ON_DISCONNECT))
+    cancel = args.service in CANCEL_ON_DISCONNECT
+    run_service(factory, args.port, None, cancel_on_disconnect=cancel, host=BIND_ALL)
     return 0
 
 
