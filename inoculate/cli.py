@@ -21,6 +21,7 @@ from rich.table import Table
 
 from extensions.faults import revert_outstanding
 from extensions.ledger import FaultLedger, LedgerError, ledger_from_configuration
+from inoculate.cli_reports import gate, history, report, report_after_run
 from inoculate.errors import ExperimentInvalid, RunInterrupted
 from inoculate.runner import run_experiment_file
 from inoculate.validation import validate_experiment
@@ -109,6 +110,7 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     _print_summary(outcome.summary)
     console.print(f"run directory: {outcome.run_dir}")
+    report_after_run(outcome.run_dir, experiment, ledger)  # never changes the exit code
     sys.exit(outcome.exit_code)
 
 
@@ -181,6 +183,10 @@ def _configure_logging(level: int) -> None:
         log.handlers[:] = [handler]
         log.setLevel(level)
         log.propagate = False
+
+
+for _command in (report, gate, history):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -73,6 +73,10 @@ def validate_experiment(
     every problem found. ``variables`` are the run's ``--var`` values, used where the
     experiment's ``inoculate`` block says ``${name}``."""
     experiment = load_experiment_file(path)
+    shape_errors = list(_shape_errors(experiment))
+    if shape_errors:
+        # Deeper checks (and chaoslib's) assume this shape: stop at the shape's problems.
+        raise ExperimentInvalid(str(path), shape_errors)
     errors = list(_experiment_errors(experiment))
     spec, spec_errors = _parse_spec(experiment, _static_configuration(experiment, variables))
     errors.extend(spec_errors)
@@ -84,9 +88,39 @@ def validate_experiment(
             ensure_experiment_is_valid(experiment)
         except ChaosException as exc:
             errors.append(FieldError("", str(exc)))
+        except Exception as exc:  # chaoslib trips over shapes we did not foresee
+            errors.append(FieldError("", f"chaoslib cannot read this experiment: {exc!r}"))
     if errors:
         raise ExperimentInvalid(str(path), errors)
     return ValidatedExperiment(Path(path), experiment, spec)
+
+
+_SECTION_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "method": list,
+    "rollbacks": list,
+    "steady-state-hypothesis": Mapping,
+    "controls": list,
+    "configuration": Mapping,
+    "secrets": Mapping,
+    "extensions": list,
+    "tags": list,
+}
+
+
+def _shape_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
+    for key, shape in _SECTION_SHAPES.items():
+        value = experiment.get(key)
+        if key in experiment and not isinstance(value, shape):
+            kind = "a list" if shape is list else "a mapping"
+            if value is None:
+                yield FieldError(
+                    key, f"expected {kind}, got nothing (write [] or {{}}, or remove it)"
+                )
+            else:
+                yield FieldError(key, f"expected {kind}, got {type(value).__name__}")
+    hypothesis = experiment.get("steady-state-hypothesis")
+    if isinstance(hypothesis, Mapping) and not isinstance(hypothesis.get("probes", []), list):
+        yield FieldError("steady-state-hypothesis.probes", "expected a list of probes")
 
 
 def _experiment_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
@@ -101,7 +135,7 @@ def _experiment_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
 
 def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     hypothesis = experiment.get("steady-state-hypothesis") or {}
-    probes = hypothesis.get("probes") or [] if isinstance(hypothesis, Mapping) else []
+    probes = hypothesis.get("probes") or []
     for index, probe in enumerate(probes):
         yield f"steady-state-hypothesis.probes[{index}]", probe
     for section in ("method", "rollbacks"):

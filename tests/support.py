@@ -55,7 +55,13 @@ class Workspace:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "INOCULATE_LEDGER": str(self.ledger), "PYTHONUNBUFFERED": "1"}
+        return {
+            **os.environ,
+            "INOCULATE_LEDGER": str(self.ledger),
+            # Tests run the repository's experiments: they must not rewrite its runbooks.
+            "INOCULATE_RUNBOOK_FEEDBACK": "off",
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def out_dir(self, name: str) -> Path:
         path = self.root / name

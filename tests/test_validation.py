@@ -18,6 +18,7 @@ CORPUS = {
     "bad-json.json": ("line 1, column 47", "invalid JSON"),
     "not-a-mapping.yaml": ("", "expected a mapping at the top level, got list"),
     "missing-title.yaml": ("title", "expected a non-empty string"),
+    "null-rollbacks.yaml": ("rollbacks", "expected a list, got nothing"),
     "unknown-module.yaml": ("method[0] (kill-it)", "extensions.nosuchmodule"),
     "wrong-argument-type.yaml": (
         "method[0] (freeze-orders).provider.arguments.duration_s",

@@ -1,0 +1,226 @@
+"""Figure: report generation for a long run (1 hour of 1 s samples, 5 endpoints, ~10M requests).
+
+Prints the wall time and peak memory (max RSS of the process tree's largest process, from
+``wait4``) of ``inoculate report`` on that run, and, on the same journal, of its peer
+``chaos report`` (chaostoolkit-reporting, HTML through pandoc). Goal: under 3 s and under
+300 MB. The peer renders the journal only: it has no notion of per-second SLI series,
+plots or scores, so it does less work; it is the tool a Chaos Toolkit user has today.
+
+The run is synthetic (``reports.synthetic``: real HDR histograms, real verdict code) and
+cached in the temporary folder, since building it takes a minute. Usage::
+
+    python bench/report_generation.py [--repeat 3] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run  # noqa: E402
+
+DURATION_S = 3600
+ENDPOINTS = {
+    "GET /products": Behaviour(rps=560, latency_ms=18, spread=0.5),
+    "GET /products/{id}": Behaviour(rps=560, latency_ms=12, spread=0.5),
+    "GET /cart": Behaviour(rps=550, latency_ms=9, spread=0.4),
+    "POST /orders": Behaviour(rps=550, latency_ms=35, spread=0.6),
+    "GET /orders/{id}": Behaviour(rps=555, latency_ms=15, spread=0.5),
+}
+SLOS = [
+    {
+        "name": "browse-availability",
+        "sli": "availability",
+        "endpoint": "GET /products",
+        "objective": 99.0,
+        "window_s": 10,
+    },
+    {
+        "name": "browse-latency",
+        "sli": "latency",
+        "endpoint": "GET /products",
+        "percentile": 95,
+        "threshold_ms": 250,
+        "window_s": 10,
+    },
+    {
+        "name": "checkout-availability",
+        "sli": "availability",
+        "endpoint": "POST /orders",
+        "objective": 99.5,
+        "window_s": 10,
+    },
+    {
+        "name": "checkout-latency",
+        "sli": "latency",
+        "endpoint": "POST /orders",
+        "percentile": 99,
+        "threshold_ms": 600,
+        "window_s": 10,
+    },
+    {"name": "shop-throughput", "sli": "throughput", "min_rps": 2000, "window_s": 5},
+]
+GOAL_S, GOAL_MB = 3.0, 300.0
+
+
+def _faults() -> list[SyntheticFault]:
+    """A fault every 10 minutes, alternating a catalog kill and an orders freeze."""
+    faults = []
+    for n, start in enumerate(range(300, DURATION_S - 300, 600)):
+        if n % 2 == 0:
+            effects = {
+                "GET /products": Behaviour(rps=300, latency_ms=400, failure_rate=0.2),
+                "GET /products/{id}": Behaviour(rps=300, latency_ms=300, failure_rate=0.2),
+            }
+            faults.append(SyntheticFault(start, start + 20, effects, lingers_s=3))
+        else:
+            effects = {"POST /orders": Behaviour(rps=50, latency_ms=2000, failure_rate=0.5)}
+            faults.append(
+                SyntheticFault(
+                    start,
+                    start + 15,
+                    effects,
+                    lingers_s=2,
+                    fault="freeze",
+                    target={"service": "orders"},
+                    description="SIGSTOP service=orders",
+                )
+            )
+    return faults
+
+
+def long_run(fresh: bool) -> Path:
+    """The hour-long run directory (built once, then reused from the temporary folder)."""
+    folder = Path(tempfile.gettempdir()) / "inoculate-bench-report-generation-v1"
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    if not (folder / "journal.json").is_file():
+        started = time.perf_counter()
+        print(f"building the hour-long synthetic run in {folder} ...", flush=True)
+        write_synthetic_run(
+            folder,
+            title="Hour-long gameday: catalog kills and orders freezes",
+            duration_s=DURATION_S,
+            endpoints=ENDPOINTS,
+            slos=SLOS,
+            faults=_faults(),
+            method_s=(290.0, DURATION_S - 290.0),
+            seed=42,
+        )
+        print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One command's wall time and peak memory."""
+
+    wall_s: float
+    peak_mb: float
+    code: int
+    stderr: str
+
+
+def measure(command: list[str]) -> Measure:
+    """Run ``command``; wall time, and the largest max-RSS among it and its children."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Measure(wall, usage.ru_maxrss / 1024, process.returncode, stderr)
+
+
+def main() -> int:
+    """Print the figure and its comparison."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fresh", action="store_true", help="rebuild the synthetic run")
+    args = parser.parse_args()
+    run = long_run(args.fresh)
+    lines = sum(1 for _ in (run / "sli.jsonl").open())
+    requests = _requests(run)
+    out = Path(tempfile.mkdtemp(prefix="inoculate-bench-out-"))
+    ours = [
+        measure(
+            [
+                sys.executable,
+                "-m",
+                "inoculate.cli",
+                "report",
+                str(run),
+                "--out",
+                str(out),
+                "--history",
+                str(out / "none.sqlite"),
+            ]
+        )
+        for _ in range(args.repeat)
+    ]
+    if any(m.code != 0 for m in ours):
+        print(ours[0].stderr, file=sys.stderr)
+        return 1
+    chaos = Path(sys.executable).with_name("chaos")
+    peer = [
+        measure(
+            [
+                str(chaos),
+                "--no-log-file",
+                "report",
+                "--export-format",
+                "html",
+                str(run / "journal.json"),
+                str(out / "chaos-report.html"),
+            ]
+        )
+        for _ in range(args.repeat)
+    ]
+    html_mb = (out / "report.html").stat().st_size / 1e6
+    print(
+        f"\nreport generation, {lines} s of samples, {len(ENDPOINTS)} endpoints, "
+        f"{requests / 1e6:.1f} M requests (median of {args.repeat}; shared 2-core machine)"
+    )
+    print(f"{'tool':<44} {'wall (s)':>9} {'peak RSS (MB)':>14}")
+    _row("inoculate report (html, md, junit, json)", ours)
+    if all(m.code == 0 for m in peer):
+        _row("chaos report --export-format html (peer)", peer)
+    else:
+        reason = (peer[0].stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"{'chaos report (peer)':<44} failed: {reason}")
+    wall = statistics.median(m.wall_s for m in ours)
+    peak = max(m.peak_mb for m in ours)
+    verdict = "met" if wall < GOAL_S and peak < GOAL_MB else "NOT met"
+    print(f"goal < {GOAL_S:g} s and < {GOAL_MB:g} MB: {verdict}; report.html {html_mb:.1f} MB")
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+def _requests(run: Path) -> int:
+    import numpy as np
+
+    from reports.series import load_series
+
+    return int(np.sum(load_series(run / "sli.jsonl", ()).total.completed))
+
+
+def _row(name: str, measures: list[Measure]) -> None:
+    wall = statistics.median(m.wall_s for m in measures)
+    peak = max(m.peak_mb for m in measures)
+    print(f"{name:<44} {wall:>9.2f} {peak:>14.0f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

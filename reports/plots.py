@@ -1,0 +1,239 @@
+"""Plots of a run as inline SVG: throughput, error rate and latency percentiles over time.
+
+Fault windows are shaded, SLO thresholds drawn, detection and recovery marked. Figures
+are built with matplotlib's object API (no pyplot, so no global figure state between
+runs) and written as SVG text that the HTML report embeds: no image file, no network.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from reports.model import RunReport, TrendPoint
+from reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries
+
+__all__ = ["Plot", "run_plots", "trend_plot"]
+
+_FAULT = "#d62728"
+_DETECT = "#ff7f0e"
+_RECOVER = "#2ca02c"
+_SLO = "#6a3d9a"
+_RC = {
+    "svg.fonttype": "none",  # text stays text: searchable, and smaller
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: a stable id, a caption, and its SVG markup."""
+
+    key: str
+    title: str
+    svg: str
+
+
+def run_plots(report: RunReport) -> list[Plot]:
+    """Throughput, error rate and latency plots of a run (empty without SLI series)."""
+    series = report.series
+    if series is None or series.t.size == 0:
+        return []
+    origin = report.method_window[0] if report.method_window else float(series.t[0])
+    x = series.t.astype(float) - origin
+    specs = [dict(v.spec) for v in report.slos]
+    plots = [
+        _plot(
+            "throughput",
+            "Throughput (completed requests per second)",
+            report,
+            x,
+            origin,
+            lambda ax: _throughput(ax, series, x, specs),
+        ),
+        _plot(
+            "error-rate",
+            "Error rate (% of completed requests that failed)",
+            report,
+            x,
+            origin,
+            lambda ax: _errors(ax, series, x, specs),
+        ),
+    ]
+    for endpoint in _latency_endpoints(series, specs):
+        selected = series.select(endpoint)
+        if selected is None:
+            continue
+        name = endpoint or ALL_ENDPOINTS
+        plots.append(
+            _plot(
+                f"latency-{_slug(name)}",
+                f"Latency p50 / p95 / p99 (ms): {name}",
+                report,
+                x,
+                origin,
+                lambda ax, s=selected, e=endpoint: _latency(ax, s, e, x, specs),
+            )
+        )
+    return plots
+
+
+def trend_plot(
+    points: Sequence[TrendPoint],
+    key: str = "trend",
+    title: str = "Score trend",
+    failed_label: str = "run failed",
+) -> Plot:
+    """Scores of past runs, oldest first (runs without a score are left out)."""
+    scored = [p for p in points if p.score is not None]
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"inoculate-{key}"}):
+        figure = Figure(figsize=(9, 2.6), layout="constrained")
+        ax = figure.add_subplot()
+        runs = np.arange(1, len(scored) + 1)
+        ax.plot(runs, [p.score for p in scored], marker="o", color="#1f77b4", label="score")
+        failed = [(i, p.score) for i, p in zip(runs, scored, strict=True) if p.status != "passed"]
+        if failed:
+            ax.scatter(*zip(*failed, strict=True), color=_FAULT, zorder=3, label=failed_label)
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("run on record (oldest → newest)")
+        ax.set_ylabel("score")
+        ax.set_xticks(runs)
+        ax.legend(loc="lower left", fontsize=8)
+        return Plot(key, title, _svg(figure))
+
+
+# --------------------------------------------------------------------------- figure helpers
+
+
+def _plot(key, title, report, x, origin, draw) -> Plot:  # type: ignore[no-untyped-def]
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"inoculate-{key}"}):
+        figure = Figure(figsize=(10, 3.0), layout="constrained")
+        ax = figure.add_subplot()
+        draw(ax)
+        _mark_faults(ax, report, origin)
+        reference = "fault injection (method start)" if report.method_window else "first sample"
+        ax.set_xlabel(f"seconds from {reference}")
+        ax.set_xlim(float(x[0]), float(x[-1]) + 1)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+        return Plot(key, title, _svg(figure))
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG is inlined in HTML
+
+
+def _mark_faults(ax: Axes, report: RunReport, origin: float) -> None:
+    labelled: set[str] = set()
+
+    def once(label: str) -> str:
+        if label in labelled:
+            return "_nolegend_"
+        labelled.add(label)
+        return label
+
+    method = report.method_window
+    for fault in report.faults:
+        start = float(fault["injected_at"]) - origin
+        end = fault.get("reverted_at") or (method[1] if method else None)
+        end = float(end) - origin if end is not None else start + 1
+        ax.axvspan(start, end, color=_FAULT, alpha=0.12, label=once("fault window"))
+        if fault.get("time_to_detect_s") is not None:
+            at = start + float(fault["time_to_detect_s"])
+            ax.axvline(at, color=_DETECT, linestyle="--", linewidth=1.2, label=once("detected"))
+        if fault.get("recovered_at") is not None:
+            at = float(fault["recovered_at"]) - origin
+            ax.axvline(at, color=_RECOVER, linestyle="--", linewidth=1.2, label=once("recovered"))
+    if method and not report.faults:
+        ax.axvspan(
+            method[0] - origin, method[1] - origin, color=_FAULT, alpha=0.08, label=once("method")
+        )
+
+
+def _step(ax: Axes, x: np.ndarray, y: np.ndarray, label: str, **style: object) -> None:
+    ax.plot(x, y, drawstyle="steps-post", linewidth=1.0, label=label, **style)
+
+
+def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
+    for name, endpoint in series.endpoints.items():
+        _step(ax, x, endpoint.completed, name)
+    if any(s.get("sli") == "throughput" and not s.get("endpoint") for s in specs):
+        _step(ax, x, series.total.completed, ALL_ENDPOINTS, color="black")
+    for spec in specs:
+        if spec.get("sli") == "throughput":
+            _threshold(ax, float(spec["min_rps"]), f"SLO {spec['name']}: ≥ {spec['min_rps']:g}/s")
+    ax.set_ylabel("req/s")
+    ax.set_ylim(bottom=0)
+
+
+def _errors(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
+    for name, endpoint in series.endpoints.items():
+        _step(ax, x, endpoint.error_rate(), name)
+    for spec in specs:
+        if spec.get("sli") == "availability":
+            limit = 100.0 - float(spec["objective"])
+            _threshold(ax, limit, f"SLO {spec['name']}: ≤ {limit:.3g} % errors")
+    ax.set_ylabel("% failed")
+    ax.set_ylim(bottom=0)
+
+
+def _latency(
+    ax: Axes, selected: EndpointSeries, endpoint: str | None, x: np.ndarray, specs: list[dict]
+) -> None:
+    styles = {50.0: ("#1f77b4", "-"), 95.0: ("#ff7f0e", "-"), 99.0: ("#d62728", "-")}
+    for percentile, values in selected.percentiles.items():
+        if percentile not in styles and not _slo_percentile(specs, endpoint, percentile):
+            continue
+        colour, line = styles.get(percentile, ("#8c564b", "-."))
+        _step(ax, x, values, f"p{percentile:g}", color=colour, linestyle=line)
+    for spec in specs:
+        if spec.get("sli") == "latency" and spec.get("endpoint") == endpoint:
+            label = f"SLO {spec['name']}: p{spec['percentile']:g} ≤ {spec['threshold_ms']:g} ms"
+            _threshold(ax, float(spec["threshold_ms"]), label)
+    finite = np.concatenate([v[np.isfinite(v)] for v in selected.percentiles.values()] or [[]])
+    if finite.size and finite.max() / max(finite.min(), 1e-3) > 50:
+        ax.set_yscale("log")
+    ax.set_ylabel("ms")
+
+
+def _slo_percentile(specs: list[dict], endpoint: str | None, percentile: float) -> bool:
+    return any(
+        s.get("sli") == "latency"
+        and s.get("endpoint") == endpoint
+        and float(s.get("percentile", -1)) == percentile
+        for s in specs
+    )
+
+
+def _latency_endpoints(series: SliSeries, specs: list[dict]) -> list[str | None]:
+    wanted: list[str | None] = []
+    for spec in specs:
+        if spec.get("sli") == "latency" and spec.get("endpoint") not in wanted:
+            wanted.append(spec.get("endpoint"))
+    return wanted or [None]
+
+
+def _threshold(ax: Axes, value: float, label: str) -> None:
+    ax.axhline(value, color=_SLO, linestyle=":", linewidth=1.5, label=label)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "all"
+
+
+def figure_ids(plots: Sequence[Plot]) -> Mapping[str, str]:
+    """Plot keys and titles (what the HTML report lists)."""
+    return {plot.key: plot.title for plot in plots}
