@@ -42,6 +42,7 @@ __all__ = [
 
 MODULE = "extensions.process"
 _STOPPED = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+_DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, "gone")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ def kill(
         "kill",
         target,
         undo,
-        act=lambda: _send(procs, signum),
+        act=lambda: (
+            _confirm(_send(procs, signum), _DEAD)
+            if signum == signals.SIGKILL
+            else _send(procs, signum)
+        ),
         description=f"{signals.Signals(signum).name} {_describe(target)}",
     )
     return {"target": target, "signal": signals.Signals(signum).name, "processes": sent}
@@ -102,7 +107,7 @@ def freeze(
         "freeze",
         target,
         {"processes": [p.to_json() for p in procs]},
-        act=lambda: _confirm_stopped(_send(procs, signals.SIGSTOP)),
+        act=lambda: _confirm(_send(procs, signals.SIGSTOP), (*_STOPPED, *_DEAD)),
         description=f"SIGSTOP {_describe(target)}",
     )
     if duration_s is not None:
@@ -299,15 +304,18 @@ def _send(procs: list[_Proc], signum: int) -> list[dict[str, Any]]:
     return sent
 
 
-def _confirm_stopped(sent: list[dict[str, Any]], timeout_s: float = 2.0) -> list[dict[str, Any]]:
+def _confirm(
+    sent: list[dict[str, Any]], statuses: tuple[str, ...], timeout_s: float = 2.0
+) -> list[dict[str, Any]]:
     # A signal is delivered asynchronously: the fault is in place only once the kernel
-    # reports the processes stopped, and the action must not return before that.
+    # reports the processes stopped (or dead), and the action must not return before that —
+    # a rollback right after a SIGKILL would otherwise still see the old process alive.
     deadline = time.monotonic() + timeout_s
     pending = {p["pid"] for p in sent}
     while pending:
-        pending = {pid for pid in pending if process_status(pid) not in (*_STOPPED, "gone")}
+        pending = {pid for pid in pending if process_status(pid) not in statuses}
         if pending and time.monotonic() > deadline:
-            raise FaultError(f"processes {sorted(pending)} did not stop within {timeout_s}s")
+            raise FaultError(f"processes {sorted(pending)} not {statuses[0]} after {timeout_s}s")
         if pending:
             time.sleep(0.005)
     return sent

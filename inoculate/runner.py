@@ -28,11 +28,19 @@ from inoculate.session import BASE_DIR_CONFIG_KEY, new_run_dir
 from inoculate.summary import EXIT_CODES
 from inoculate.validation import validate_experiment
 
-__all__ = ["CONTROL", "RunOutcome", "run_experiment_file"]
+__all__ = ["CONTROL_MODULE", "RunOutcome", "run_experiment_file"]
 
 logger = logging.getLogger("inoculate")
-CONTROL = {"name": "inoculate", "provider": {"type": "python", "module": "extensions.control"}}
-SETTINGS = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+CONTROL_MODULE = "extensions.control"
+
+
+def _control() -> dict[str, Any]:
+    return {"name": "inoculate", "provider": {"type": "python", "module": CONTROL_MODULE}}
+
+
+def _settings() -> dict[str, Any]:
+    # A fresh mapping per run: chaoslib fills settings in place, and a gate runs many in turn.
+    return {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ def run_experiment_file(
     try:
         with Runner(Strategy.DEFAULT) as runner:
             journal = runner.run(
-                experiment, settings=SETTINGS, experiment_vars=(config_vars, secret_vars)
+                experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
             )
     finally:
         signal.signal(signal.SIGTERM, previous_term)
@@ -115,8 +123,8 @@ def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dic
     """
     controls = list(experiment.get("controls") or [])
     modules = {(c.get("provider") or {}).get("module") for c in controls if isinstance(c, Mapping)}
-    if CONTROL["provider"]["module"] not in modules:
-        controls.append(dict(CONTROL))
+    if CONTROL_MODULE not in modules:
+        controls.append(_control())
     configuration = {**(experiment.get("configuration") or {}), **config_vars}
     return {**experiment, "controls": controls, "configuration": configuration}
 
