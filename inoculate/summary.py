@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from inoculate.monitor import Evaluation
@@ -83,7 +84,7 @@ def _status(facts: RunFacts, slo_reports: list[dict[str, Any]]) -> tuple[str, li
             reasons.append(
                 f"SLO {report['name']} breached during the method: {first['value_text']} "
                 f"(objective {first['comparison']} {first['objective']}{first['unit']}) "
-                f"at {first['t']} (+{first['after_method_start_s']}s)"
+                f"at {_clock(first['t'])} (+{first['after_method_start_s']}s)"
             )
     if facts.hypothesis_after is False:
         reasons.append("steady state after the method was not met")
@@ -231,6 +232,10 @@ def _value_text(value: float | None, unit: str, reason: str | None) -> str:
     if value is None:
         return reason or "no value"
     return f"{value:.3g}{unit}"
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S UTC")
 
 
 def _window_json(window: tuple[float, float] | None) -> dict[str, float] | None:

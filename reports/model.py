@@ -271,6 +271,7 @@ def _slo_outcome(
         budget_consumed=budget,
         budget_text=budget_text,
         worst=report.get("worst_during_method"),
+        slo_window_s=report.get("window_s"),
         first_breach_at=first.get("seen_at"),
         first_breach_text=first.get("value_text"),
         fault=str(fault.get("description") or fault.get("fault")) if fault else None,

@@ -92,7 +92,10 @@ def slo_finding(slo: SloOutcome) -> Finding:
     if slo.fault:
         parts.append(f"after {slo.fault}")
     if slo.worst is not None:
-        parts.append(f"worst {slo.worst:.4g}{slo.unit}")
+        # The worst *SLO-window* value: a short outage inside a long window can spend the
+        # fault window's error budget while every window still meets the objective.
+        window = f"{slo.slo_window_s} s-window " if slo.slo_window_s else ""
+        parts.append(f"worst {window}value {slo.worst:.4g}{slo.unit}")
     if slo.breach_seconds:
         parts.append(f"breached {slo.breach_seconds} s of the {slo.window_seconds} s fault window")
     if slo.budget_consumed is not None and slo.budget_consumed > 1:

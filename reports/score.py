@@ -78,6 +78,7 @@ class SloOutcome:
     budget_consumed: float | None = None
     budget_text: str | None = None
     worst: float | None = None
+    slo_window_s: int | None = None
     first_breach_at: float | None = None
     first_breach_text: str | None = None
     fault: str | None = None
