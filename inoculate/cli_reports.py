@@ -381,17 +381,21 @@ def gate(
     except ValueError as exc:
         _invalid(f"--var: {exc}; expected KEY[:TYPE]=VALUE")
     titles: dict[str, str] = {}
+    declared_weights: dict[str, float] = {}
     problems = []
     for path in experiments:
         try:
-            validated = validate_experiment(path)
+            validated = validate_experiment(path, parsed_vars)
             titles[str(path)] = str(validated.experiment.get("title"))
+            if validated.spec is not None:
+                declared_weights[str(path)] = validated.spec.weight
         except ExperimentInvalid as exc:
             problems.append(str(exc))
     if problems:
         _invalid("\n".join(problems) + "\nno experiment was run")
     names = {str(p): _aliases(p, titles[str(p)]) for p in experiments}
-    weight_of = _weights(weights, names)
+    # --weight overrides the experiment's own `weight`.
+    weight_of = {**declared_weights, **_weights(weights, names)}
     history_file = _history_path(history_path, ledger)
     baselines, baseline_label = _baselines(baseline)
     plan = _GatePlan(

@@ -109,6 +109,9 @@ class InoculateSpec(BaseModel):
         description="record: breaches during the method fail the run at the end; "
         "abort: the first breach interrupts the run (rollbacks still run)",
     )
+    weight: float = Field(
+        1.0, gt=0, le=1000, description="weight of this experiment in a suite's score (gate)"
+    )
     settle_s: float = Field(
         0.0, ge=0, le=600, description="seconds to keep observing after the rollbacks"
     )

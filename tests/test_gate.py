@@ -140,6 +140,26 @@ def test_gate_fails_when_an_experiment_fails(
     assert failed.failures >= 1
 
 
+def test_the_suite_score_weighs_each_experiment(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str], experiments: dict[str, Path]
+) -> None:
+    _, marker = sleeper
+    heavy = experiments["good"].with_name("heavy.yaml")
+    heavy.write_text(
+        experiments["good"].read_text() + "extensions:\n  - {name: inoculate, weight: 3}\n"
+    )
+    declared = gate(workspace, marker, str(heavy), str(experiments["weak"]))
+    assert declared.returncode == 0, declared.stdout + declared.stderr
+    document = json.loads((_suites(workspace)[-1] / "suite-report.json").read_text())
+    assert document["score"] == 92.5  # (3 x 100 + 1 x 70) / 4
+    overridden = gate(
+        workspace, marker, str(heavy), str(experiments["weak"]), "--weight", f"{heavy}=1"
+    )
+    assert overridden.returncode == 0, overridden.stdout + overridden.stderr
+    document = json.loads((_suites(workspace)[-1] / "suite-report.json").read_text())
+    assert document["score"] == 85.0  # (100 + 70) / 2
+
+
 def test_gate_fails_below_the_minimum_score(
     workspace: Workspace, sleeper: tuple[psutil.Process, str], experiments: dict[str, Path]
 ) -> None:
