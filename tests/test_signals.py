@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import REPO, Workspace, assert_no_fault_remains, wait_for
+from tests.support import REPO, Workspace, assert_no_fault_remains, processes_under, wait_for
 
 pytestmark = pytest.mark.integration
 TEST_EXPERIMENTS = REPO / "tests" / "experiments"
@@ -31,11 +31,7 @@ def _interrupt_mid_method(workspace: Workspace, experiment: str, signum: int):  
 
 
 def _frozen_shop_processes(root: Path) -> list[psutil.Process]:
-    frozen = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if str(root) in " ".join(proc.info["cmdline"] or []) and proc.info["status"] == "stopped":
-            frozen.append(proc)
-    return frozen
+    return [p for p in processes_under(root) if p.info["status"] == psutil.STATUS_STOPPED]
 
 
 @pytest.mark.parametrize(
@@ -142,12 +138,7 @@ def test_sigkill_of_a_shop_run_leaves_no_process_and_recover_settles(workspace: 
 
 
 def _alive_under(root: Path) -> list[psutil.Process]:
-    alive = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(root) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            alive.append(proc)
-    return alive
+    return [p for p in processes_under(root) if p.info["status"] != psutil.STATUS_ZOMBIE]
 
 
 def test_abort_policy_interrupts_at_the_first_breach(workspace: Workspace) -> None:
