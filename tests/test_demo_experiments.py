@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from demo.run_experiments import expected_verdict
 from steady_state.samples import SliSample
-from tests.support import EXPERIMENTS, Workspace, assert_no_fault_remains
+from tests.support import EXPERIMENTS, CliResult, Workspace, assert_no_fault_remains
 
 pytestmark = pytest.mark.integration
 
 
-def _run(workspace: Workspace, name: str):  # type: ignore[no-untyped-def]
-    result = workspace.run("run", str(EXPERIMENTS / name))
+def _run(workspace: Workspace, experiment: Path) -> CliResult:
+    result = workspace.run("run", str(experiment))
     run_dir = result.run_dir()
     for artefact in ("journal.json", "sli.jsonl", "summary.json"):
         assert (run_dir / artefact).is_file(), f"{artefact} missing; stderr:\n{result.stderr}"
@@ -19,7 +22,7 @@ def _run(workspace: Workspace, name: str):  # type: ignore[no-untyped-def]
 
 
 def test_catalog_kill_with_self_healing_holds(workspace: Workspace) -> None:
-    result = _run(workspace, "catalog-kill-self-healing.yaml")
+    result = _run(workspace, EXPERIMENTS / "catalog-kill-self-healing.yaml")
     summary = result.summary()
     assert result.code == 0, result.stdout + result.stderr
     assert summary["status"] == "passed"
@@ -37,7 +40,7 @@ def test_catalog_kill_with_self_healing_holds(workspace: Workspace) -> None:
 
 
 def test_catalog_kill_without_self_healing_fails_and_names_the_slo(workspace: Workspace) -> None:
-    result = _run(workspace, "catalog-kill-no-self-healing.yaml")
+    result = _run(workspace, EXPERIMENTS / "catalog-kill-no-self-healing.yaml")
     summary = result.summary()
     assert result.code == 1, result.stdout + result.stderr
     assert summary["status"] == "failed"
@@ -58,7 +61,7 @@ def test_catalog_kill_without_self_healing_fails_and_names_the_slo(workspace: Wo
 
 
 def test_orders_freeze_with_timeouts_and_fallback_holds(workspace: Workspace) -> None:
-    result = _run(workspace, "orders-freeze-protected.yaml")
+    result = _run(workspace, EXPERIMENTS / "orders-freeze-protected.yaml")
     summary = result.summary()
     assert result.code == 0, result.stdout + result.stderr
     assert summary["status"] == "passed"
@@ -70,7 +73,7 @@ def test_orders_freeze_with_timeouts_and_fallback_holds(workspace: Workspace) ->
 
 
 def test_orders_freeze_without_protection_fails(workspace: Workspace) -> None:
-    result = _run(workspace, "orders-freeze-unprotected.yaml")
+    result = _run(workspace, EXPERIMENTS / "orders-freeze-unprotected.yaml")
     summary = result.summary()
     assert result.code == 1, result.stdout + result.stderr
     breached = {slo["name"] for slo in summary["slos"] if slo["breached_during_method"]}
@@ -79,10 +82,24 @@ def test_orders_freeze_without_protection_fails(workspace: Workspace) -> None:
     assert_no_fault_remains(workspace, summary)
 
 
-def _assert_outage_in_samples(path, breach_second: int) -> None:  # type: ignore[no-untyped-def]
+def _assert_outage_in_samples(path: Path, breach_second: int) -> None:
     samples = [SliSample.from_line(line) for line in path.read_text().splitlines()]
     around = [s for s in samples if breach_second - 3 <= s.t <= breach_second]
     failures = sum(
         s.endpoints["GET /products"].failures for s in around if "GET /products" in s.endpoints
     )
     assert failures > 0, "the breach must be backed by failed requests in the samples"
+
+
+NETWORK = EXPERIMENTS.parent / "network"
+
+
+@pytest.mark.parametrize("path", sorted(NETWORK.glob("*.yaml")), ids=lambda p: p.stem)
+def test_network_experiments_give_their_announced_verdict(workspace: Workspace, path: Path) -> None:
+    expected = expected_verdict(path)
+    result = _run(workspace, path)
+    assert result.summary()["status"] == expected, result.stdout + result.stderr
+    assert result.code == {"passed": 0, "failed": 1}[expected]
+    [fault] = result.summary()["faults"]
+    assert fault["fault"].startswith("extensions.network:")
+    assert_no_fault_remains(workspace, result.summary())
