@@ -90,7 +90,7 @@ class RunSession(RunEventHandler):
         self.monitor: SloMonitor | None = None
         self.setup_error: str | None = None
         self.method_window: list[float] = []
-        self.recovered_at_start: list[dict[str, Any]] = []
+        self.reverted_at_start: list[dict[str, Any]] = []
         self.reverted_by_safety_net: list[dict[str, Any]] = []
         self.faults_left: list[str] = []
         self.system_at_end: dict[str, str] = {}
@@ -108,7 +108,7 @@ class RunSession(RunEventHandler):
         if self.spec_error:
             raise InterruptExecution(self.spec_error)
         self.guard.install()
-        self.recovered_at_start = [o.to_json() for o in self._replay_dead_runs()]
+        self.reverted_at_start = [o.to_json() for o in self._replay_dead_runs()]
         if self.spec is None:
             return
         try:
@@ -134,7 +134,7 @@ class RunSession(RunEventHandler):
         self.summary = self._judge(journal or self._journal or {})
         write_json_atomic(self.run_dir / "summary.json", self.summary)
         if journal is not None:
-            _amend_journal(journal, self.summary, self.run_dir)
+            _amend_journal(journal, self.summary)
         self.guard.restore()
 
     # ------------------------------------------------------------------ chaoslib events
@@ -314,7 +314,7 @@ class RunSession(RunEventHandler):
                 "run_dir": str(self.run_dir),
                 "journal": "journal.json",
                 "samples_file": SAMPLES_FILE,
-                "reverted_at_start": self.recovered_at_start,
+                "reverted_at_start": self.reverted_at_start,
                 "reverted_by_safety_net": self.reverted_by_safety_net,
                 "runbook": self.spec.runbook if self.spec else None,
                 "system_at_end": self.system_at_end,
@@ -374,7 +374,7 @@ def _chaoslib_interruption(journal: Mapping[str, Any]) -> str | None:
     return f"{status} by chaoslib" if status in ("interrupted", "aborted") else None
 
 
-def _amend_journal(journal: Journal, summary: Mapping[str, Any], run_dir: Path) -> None:
+def _amend_journal(journal: Journal, summary: Mapping[str, Any]) -> None:
     """Make the journal tell the truth chaoslib 1.44 leaves out (see DESIGN.md)."""
     journal["inoculate"] = dict(summary)
     status = summary["status"]
@@ -382,9 +382,8 @@ def _amend_journal(journal: Journal, summary: Mapping[str, Any], run_dir: Path) 
         breached = any(slo["breached_during_method"] for slo in summary["slos"])
         if breached or summary["hypothesis"]["after"] is False:
             journal["deviated"] = True
-        if summary["hypothesis"]["before"] is False or summary["failed_activities"]:
-            journal["status"] = "failed"
-        if summary["failed_rollbacks"] or summary["faults_left"]:
+        broken = summary["failed_activities"] or summary["failed_rollbacks"]
+        if summary["hypothesis"]["before"] is False or broken or summary["faults_left"]:
             journal["status"] = "failed"
     elif status in ("interrupted", "aborted"):
         journal["status"] = status
