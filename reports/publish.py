@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from reports.errors import ReportError
 from reports.history import History
@@ -111,28 +112,31 @@ def write_run_reports(
     report: RunReport, out_dir: Path, formats: Sequence[str] = FORMATS
 ) -> dict[str, Path]:
     """Write the run's reports into ``out_dir``; return format → file."""
-    renderers = _renderers()
-    links = {fmt: RUN_FILES[fmt] for fmt in formats}
-    files = {}
-    for fmt in formats:
-        path = Path(out_dir) / RUN_FILES[fmt]
-        others = {k: v for k, v in links.items() if k != fmt}
-        write_atomically(path, renderers[f"run:{fmt}"](report, others))
-        files[fmt] = path
-    return files
+    return _write_reports("run", report, RUN_FILES, out_dir, formats)
 
 
 def write_suite_reports(
     suite: SuiteReport, out_dir: Path, formats: Sequence[str] = FORMATS
 ) -> dict[str, Path]:
     """Write the suite's reports into ``out_dir``; return format → file."""
+    return _write_reports("suite", suite, SUITE_FILES, out_dir, formats)
+
+
+def _write_reports(
+    kind: str,
+    subject: Any,
+    names: Mapping[str, str],
+    out_dir: Path,
+    formats: Sequence[str],
+) -> dict[str, Path]:
+    # Each format links to the others written alongside it.
     renderers = _renderers()
-    links = {fmt: SUITE_FILES[fmt] for fmt in formats}
+    links = {fmt: names[fmt] for fmt in formats}
     files = {}
     for fmt in formats:
-        path = Path(out_dir) / SUITE_FILES[fmt]
+        path = Path(out_dir) / names[fmt]
         others = {k: v for k, v in links.items() if k != fmt}
-        write_atomically(path, renderers[f"suite:{fmt}"](suite, others))
+        write_atomically(path, renderers[f"{kind}:{fmt}"](subject, others))
         files[fmt] = path
     return files
 
