@@ -128,7 +128,7 @@ def kill_containers(
     """
     signum, signame = _signal(signal)
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         if via == "host" and not host.startswith("unix://"):
             raise FaultError(
@@ -167,7 +167,7 @@ def stop_containers(
     A stopped container is not restarted by its restart policy. Undo: start them again.
     """
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         chosen, selection = _choose(client, selector, {"running"}, count, percentage, seed)
 
@@ -208,7 +208,7 @@ def pause_containers(
     if duration_s is not None and duration_s <= 0:
         raise FaultError(f"duration_s must be a positive number of seconds, got {duration_s}")
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         chosen, selection = _choose(client, selector, {"running"}, count, percentage, seed)
 
@@ -250,7 +250,7 @@ def restart_containers(
     The record is settled when they run; if the run dies half-way, its undo starts them.
     """
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         states = {"running", "exited", "created"}
         chosen, selection = _choose(client, selector, states, count, percentage, seed)
@@ -289,7 +289,7 @@ def remove_containers(
     module's docstring for what that restores and what it cannot).
     """
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         chosen, selection = _choose(client, selector, None, count, percentage, seed)
         specs = []
@@ -333,7 +333,7 @@ def disconnect_network(
     links), so they are found under the same names (``reconnect_network``).
     """
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     if network is None:
         system, state_dir = container_system(configuration)
         network = system.network(state_dir)
@@ -395,7 +395,7 @@ def squeeze_resources(
         raise FaultError(f"cpus must be between 0.01 and 1024, got {cpus}")
     memory_bytes = parse_memory(memory) if memory is not None else None
     host = docker_host(configuration)
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         chosen, selection = _choose(client, selector, {"running"}, count, percentage, seed)
         plans = []
@@ -439,7 +439,7 @@ def ensure_containers_running(
     """Rollback: revert this target's kill/stop/pause/remove/restart records, then unpause,
     start and wait for every matching container until it runs (and is healthy, with
     ``healthy: true``)."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     reverted = _revert_matching(configuration, selector, _UP_FAULTS)
     with open_client(docker_host(configuration)) as client:
         refs = find_containers(client, selector)
@@ -459,7 +459,7 @@ def unpause_containers(
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Rollback of ``pause_containers``: unpause and settle the target's pause records."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     return {
         "target": selector.to_json(),
         "reverted": _revert_matching(configuration, selector, ("pause",)),
@@ -476,7 +476,7 @@ def reconnect_network(
 ) -> dict[str, Any]:
     """Rollback of ``disconnect_network``: connect the target's containers again (to
     ``network`` only, when given) and settle the records."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     extra = (lambda r: network is None or r.target.get("network") == network,)
     reverted = _revert_matching(configuration, selector, ("disconnect",), *extra)
     return {"target": selector.to_json(), "reverted": reverted}
@@ -490,7 +490,7 @@ def restore_resources(
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Rollback of ``squeeze_resources``: put back the recorded CPU and memory limits."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     return {
         "target": selector.to_json(),
         "reverted": _revert_matching(configuration, selector, ("squeeze",)),
@@ -514,12 +514,6 @@ FAULTS: Mapping[str, Reverter] = MappingProxyType(
 
 
 # --- helpers ---
-
-
-def _selector(
-    name: Names, label: Names, pattern: str | None, service: str | None, configuration: Any
-) -> Selector:
-    return Selector.from_arguments(name, label, pattern, service, configuration)
 
 
 def _choose(

@@ -34,12 +34,6 @@ __all__ = [
 Names = str | list[str] | None
 
 
-def _selector(
-    name: Names, label: Names, pattern: str | None, service: str | None, configuration: Any
-) -> Selector:
-    return Selector.from_arguments(name, label, pattern, service, configuration)
-
-
 def containers_state(
     name: Names = None,
     label: Names = None,
@@ -48,7 +42,7 @@ def containers_state(
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Probe: status, health, restart count, pid and networks of each matching container."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     facts = _facts(configuration, selector)
     return {"target": selector.to_json(), "count": len(facts), "containers": facts}
 
@@ -63,7 +57,7 @@ def containers_running(
 ) -> dict[str, Any]:
     """Probe: ``met`` when at least ``min_count`` containers match and all of them run
     (a paused container does not)."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     facts = _facts(configuration, selector)
     met = len(facts) >= min_count and all(f["running"] for f in facts)
     return {"met": met, "target": selector.to_json(), "containers": facts}
@@ -79,7 +73,7 @@ def containers_healthy(
 ) -> dict[str, Any]:
     """Probe: ``met`` when at least ``min_count`` containers match and all are healthy
     (a container without a health check counts as healthy while it runs)."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     facts = _facts(configuration, selector)
     met = len(facts) >= min_count and all(is_healthy(f) for f in facts)
     return {"met": met, "target": selector.to_json(), "containers": facts}
@@ -93,7 +87,7 @@ def restart_count(
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Probe: how often Docker's restart policy restarted each matching container."""
-    selector = _selector(name, label, pattern, service, configuration)
+    selector = Selector.from_arguments(name, label, pattern, service, configuration)
     counts = {f["name"]: f["restart_count"] for f in _facts(configuration, selector)}
     return {"target": selector.to_json(), "total": sum(counts.values()), "containers": counts}
 
