@@ -16,12 +16,12 @@ install: $(STAMP)
 
 ## Run every demo experiment against the embedded shop and print each verdict.
 demo: $(STAMP)
-	$(BIN)/python -m demo.run_experiments experiments/shop
+	$(BIN)/python -m inoculate.demo.run_experiments experiments/shop
 
 ## Network experiments: latency between gateway and catalog through our Toxiproxy-API proxy.
 .PHONY: demo-network toxiproxy
 demo-network: $(STAMP)
-	$(BIN)/python -m demo.run_experiments experiments/network
+	$(BIN)/python -m inoculate.demo.run_experiments experiments/network
 
 ## Docker (README "Docker"): the shop's image built offline (debootstrap + docker import; the
 ## root filesystem is cached in $INOCULATE_CACHE_DIR or /var/cache/inoculate, the image is
@@ -31,11 +31,11 @@ docker-image: $(STAMP)
 	$(BIN)/python deploy/docker/build_offline_image.py
 
 demo-docker: docker-image
-	$(BIN)/python -m demo.run_experiments experiments/docker
+	$(BIN)/python -m inoculate.demo.run_experiments experiments/docker
 
 ## Our Toxiproxy-API server in the foreground, on Toxiproxy's port (README "Network faults").
 toxiproxy: $(STAMP)
-	$(BIN)/python -m extensions.netproxy --host 127.0.0.1 --port 8474
+	$(BIN)/python -m inoculate.toxiproxy_server --host 127.0.0.1 --port 8474
 
 ## Run the whole test suite (unit, integration, signals).
 # Runbook feedback is off for the suite: tests that run the repo's demo experiments must not
@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## Benchmarks: one script per figure (see bench/README.md).
+## Benchmarks: one script per figure (README, "Benchmarks").
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
@@ -63,7 +63,7 @@ KUBECTL         ?= kubectl
 KIND_CLUSTER    ?= inoculate
 KIND_KUBECONFIG ?= $(CURDIR)/.inoculate/kind-kubeconfig
 K8S_NAMESPACE   ?= inoculate-shop
-SHOP_IMAGE      ?= $(shell $(BIN)/python -c 'from demo.shop_docker.image import image_tag; print(image_tag())')
+SHOP_IMAGE      ?= $(shell $(BIN)/python -c 'from inoculate.demo.shop_docker.image import image_tag; print(image_tag())')
 
 .PHONY: kind-up kind-load kind-deploy test-k8s-real kind-down
 

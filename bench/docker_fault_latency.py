@@ -7,7 +7,7 @@ and 90th percentile of the trials), next to the time the call took to return.
 
 Compared, in the same run: the same effect through the bare Docker SDK call (what the
 action adds: target selection, blast radius, the fsynced ledger record, confirmation),
-and the process faults of ``extensions.process`` on a plain local process (SIGKILL,
+and the process faults of ``inoculate.extensions.process`` on a plain local process (SIGKILL,
 SIGSTOP) — what going through dockerd, containerd and runc costs.
 
     .venv/bin/python bench/docker_fault_latency.py [--trials 15]
@@ -37,9 +37,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demo.shop_docker.image import image_tag  # noqa: E402
-from extensions import docker as docker_faults  # noqa: E402
-from extensions import process as process_faults  # noqa: E402
+from inoculate.demo.shop_docker.image import image_tag  # noqa: E402
+from inoculate.extensions import docker as docker_faults  # noqa: E402
+from inoculate.extensions import process as process_faults  # noqa: E402
 
 POLL_S = 0.0002
 IDLE = ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
@@ -239,10 +239,13 @@ def main() -> int:
                 ("docker kill  (kill_containers)", lambda: kill_action(bench, "docker")),
                 ("docker kill  (bare SDK api.kill)", lambda: kill_sdk(bench)),
                 ("crash        (kill_containers via host)", lambda: kill_action(bench, "host")),
-                ("process kill (extensions.process.kill)", lambda: process_kill(config)),
+                ("process kill (inoculate.extensions.process.kill)", lambda: process_kill(config)),
                 ("docker pause (pause_containers)", lambda: pause_action(bench)),
                 ("docker pause (bare SDK api.pause)", lambda: pause_sdk(bench)),
-                ("process stop (extensions.process.freeze)", lambda: process_freeze(config)),
+                (
+                    "process stop (inoculate.extensions.process.freeze)",
+                    lambda: process_freeze(config),
+                ),
             ]
             results = {name: [run() for _ in range(args.trials)] for name, run in variants}
         finally:

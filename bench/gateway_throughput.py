@@ -84,8 +84,8 @@ def main() -> int:
         return 2
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout
-    client = importlib.import_module("demo.shop.client")
-    knobs = importlib.import_module("demo.shop.knobs").ShopKnobs()
+    client = importlib.import_module("inoculate.demo.shop.client")
+    knobs = importlib.import_module("inoculate.demo.shop.knobs").ShopKnobs()
 
     with tempfile.TemporaryDirectory(prefix="shop-bench-") as state_dir:
         shop = client.start_shop(Path(state_dir), knobs, timeout_s=30)

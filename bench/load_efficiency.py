@@ -32,7 +32,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # a script run from anywhere; the repo is not installed
 
-from extensions.load import LoadSpec, LocustLoad, locust_command  # noqa: E402
+from inoculate.load.driver import LocustLoad, locust_command  # noqa: E402
+from inoculate.load.spec import LoadSpec  # noqa: E402
 
 GOAL_RATIO = 0.95
 LOCUSTFILE = REPO_ROOT / "experiments" / "shop" / "locustfile.py"

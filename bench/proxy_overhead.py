@@ -69,8 +69,9 @@ def _free_port() -> int:
 
 def _start_catalog() -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
+    command = [sys.executable, "-m", "inoculate.demo.shop.catalog"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "demo.shop.catalog", "--port", str(port), "--instance", "bench"],
+        [*command, "--port", str(port), "--instance", "bench"],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -114,7 +115,7 @@ def main() -> int:
         return 2
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from extensions.netproxy import start_server_process
+    from inoculate.toxiproxy_server import start_server_process
 
     catalog, catalog_url = _start_catalog()
     try:

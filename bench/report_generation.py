@@ -6,7 +6,7 @@ Prints the wall time and peak memory (max RSS of the process tree's largest proc
 300 MB. The peer renders the journal only: it has no notion of per-second SLI series,
 plots or scores, so it does less work; it is the tool a Chaos Toolkit user has today.
 
-The run is synthetic (``reports.synthetic``: real HDR histograms, real verdict code) and
+The run is synthetic (``tests.synthetic``: real HDR histograms, real verdict code) and
 cached in the temporary folder, since building it takes a minute. Usage::
 
     python bench/report_generation.py [--repeat 3] [--fresh]
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run  # noqa: E402
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run  # noqa: E402
 
 DURATION_S = 3600
 ENDPOINTS = {
@@ -211,7 +211,7 @@ def main() -> int:
 def _requests(run: Path) -> int:
     import numpy as np
 
-    from reports.series import load_series
+    from inoculate.reports.series import load_series
 
     return int(np.sum(load_series(run / "sli.jsonl", ()).total.completed))
 

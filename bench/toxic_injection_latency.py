@@ -2,7 +2,7 @@
 
 A pinger thread sends small messages back to back over one open connection through our
 proxy to an echo server and records when each left and how long it took. Each trial
-calls ``extensions.network.add_latency`` (the Chaos Toolkit action, with its fsynced
+calls ``inoculate.extensions.toxiproxy.add_latency`` (the Chaos Toolkit action, with its fsynced
 ledger record) for a 50 ms latency toxic; the *injection latency* is the time from the
 call to the send time of the first message that came back delayed, i.e. after which the
 open connection is affected. Then ``remove_toxic`` and the next trial.
@@ -82,8 +82,8 @@ def main() -> int:
         parser.error("--trials must be 1..200")
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from extensions import network
-    from extensions.netproxy import start_server_process
+    from inoculate.extensions import toxiproxy as network
+    from inoculate.toxiproxy_server import start_server_process
 
     echo = _Echo()
     effect, action, bare = [], [], []

@@ -17,7 +17,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-VERDICTS = {0: "passed", 1: "failed", 2: "invalid", 3: "interrupted"}
+from inoculate.model.status import ExitCode
+
+VERDICTS = {code.value: code.name.lower() for code in ExitCode}
 WIDTH = 140
 
 

@@ -2,22 +2,24 @@
 
     controls:
       - name: inoculate
-        provider: {type: python, module: extensions.control}
+        provider: {type: python, module: inoculate.extensions.control}
 
 It brings up the embedded system and the Locust load before the steady state is checked,
 evaluates the SLOs continuously, writes the journal after every activity, reverts faults
 no rollback reverted, stops everything after the rollbacks, and corrects the journal's
-status (see ``inoculate.session``). ``inoculate run`` adds it when an experiment forgets.
+status (see ``inoculate.session.run_session``). ``inoculate run`` adds it when an experiment
+forgets.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaoslib.exceptions import InterruptExecution
 from chaoslib.types import Configuration, Experiment, Journal, Secrets, Settings
 
-from inoculate.session import RunSession
+if TYPE_CHECKING:  # loaded when a run configures the control, not when validation imports it
+    from inoculate.session.run_session import RunSession
 
 __all__ = [
     "after_experiment_control",
@@ -41,6 +43,8 @@ def configure_control(
     """Create the run's session and subscribe it to the run's events."""
     if configuration is None:
         raise InterruptExecution("the inoculate control needs the run's configuration")
+    from inoculate.session.run_session import RunSession
+
     session = RunSession(experiment, configuration)
     _sessions[id(experiment)] = session
     if event_registry is not None:

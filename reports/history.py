@@ -18,11 +18,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from extensions.ledger import LEDGER_ENV_VAR
-from reports.errors import HistoryError
-from reports.model import RunReport, TrendPoint
-from reports.suite import SuitePoint, SuiteReport
+from inoculate.model.errors import HistoryError
+from inoculate.model.layout import HISTORY_ENV_VAR, LEDGER_ENV_VAR
+from inoculate.reports.trend import SuitePoint, TrendPoint
+
+if TYPE_CHECKING:  # the history stores reports; it never needs to build one
+    from inoculate.reports.model import RunReport
+    from inoculate.reports.suite import SuiteReport
 
 __all__ = [
     "HISTORY_ENV_VAR",
@@ -31,7 +35,6 @@ __all__ = [
     "default_history_path",
 ]
 
-HISTORY_ENV_VAR = "INOCULATE_HISTORY"
 DEFAULT_PATH = Path(".inoculate") / "history.sqlite"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0

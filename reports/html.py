@@ -15,9 +15,9 @@ from importlib import resources
 
 from jinja2 import Environment, PackageLoader
 
-from reports.model import RunReport
-from reports.plots import Plot, run_plots, trend_plot
-from reports.suite import SuiteReport
+from inoculate.reports.model import RunReport
+from inoculate.reports.plots import Plot, run_plots, trend_plot
+from inoculate.reports.suite import SuiteReport
 
 __all__ = ["PlainWords", "plain_words", "run_html", "suite_html"]
 
@@ -25,7 +25,7 @@ __all__ = ["PlainWords", "plain_words", "run_html", "suite_html"]
 @cache
 def _environment() -> Environment:
     return Environment(
-        loader=PackageLoader("reports", "templates"),
+        loader=PackageLoader("inoculate.reports", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -35,7 +35,9 @@ def _environment() -> Environment:
 
 @cache
 def _css() -> str:
-    return resources.files("reports").joinpath("templates", "style.css").read_text("utf-8")
+    return (
+        resources.files("inoculate.reports").joinpath("templates", "style.css").read_text("utf-8")
+    )
 
 
 def _clock(at: float | None) -> str:
@@ -75,9 +77,9 @@ def _did(report: RunReport) -> str:
     description = str(report.run.experiment.get("description") or "").strip()
     faults = []
     for fault in report.faults:
-        text = str(fault.get("description") or fault.get("fault"))
-        if fault.get("reverted_at") is not None:
-            lasted = float(fault["reverted_at"]) - float(fault["injected_at"])
+        text = str(fault.description or fault.kind)
+        if fault.reverted_at is not None:
+            lasted = float(fault.reverted_at) - float(fault.injected_at)
             text += f", reverted {lasted:.1f} s later"
         faults.append(text)
     if faults:
@@ -97,20 +99,20 @@ def _happened(report: RunReport) -> str:
     else:
         text = f"The run was {status} before it finished."
     for fault in report.faults:
-        if fault.get("time_to_detect_s") is None:
+        if fault.time_to_detect_s is None:
             continue
         text += (
-            f" The first SLO breach was seen {float(fault['time_to_detect_s']):.1f} s after "
-            f"{fault.get('description') or 'the fault'}"
+            f" The first SLO breach was seen {float(fault.time_to_detect_s):.1f} s after "
+            f"{fault.description or 'the fault'}"
         )
-        if fault.get("time_to_recover_s") is not None:
+        if fault.time_to_recover_s is not None:
             after = (
                 "after the rollback"
-                if fault.get("recovered_by") == "rollback"
+                if fault.recovered_by == "rollback"
                 else "after the fault, before any rollback (the system healed itself)"
             )
             text += (
-                f"; the SLIs were back within objective {float(fault['time_to_recover_s']):.1f} s "
+                f"; the SLIs were back within objective {float(fault.time_to_recover_s):.1f} s "
                 f"{after}."
             )
         else:

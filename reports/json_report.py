@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from reports.model import RunReport, TrendPoint
-from reports.suite import SuiteReport
+from inoculate.model.summary import FaultSummary
+from inoculate.reports.model import RunReport, TrendPoint
+from inoculate.reports.suite import SuiteReport
 
 __all__ = [
     "RUN_SCHEMA",
@@ -33,7 +34,7 @@ SUITE_SCHEMA = "inoculate/suite-report"
 def load_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``run-report`` or ``suite-report``."""
     name = f"{kind}-v{SCHEMA_VERSION}.schema.json"
-    text = resources.files("reports").joinpath("schema", name).read_text(encoding="utf-8")
+    text = resources.files("inoculate.reports").joinpath("schema", name).read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -63,8 +64,8 @@ def run_document(report: RunReport, files: Mapping[str, str] | None = None) -> d
         },
         "verdict": {
             "status": run.status,
-            "exit_code": int(run.summary.get("exit_code", 3)),
-            "reasons": [str(r) for r in run.summary.get("reasons") or []],
+            "exit_code": run.summary.exit_code,
+            "reasons": list(run.summary.reasons),
         },
         "hypothesis": {
             "declared": report.score_input.has_hypothesis,
@@ -93,7 +94,7 @@ def run_document(report: RunReport, files: Mapping[str, str] | None = None) -> d
         "slos": [_slo(view) for view in report.slos],
         "faults": [_fault(fault) for fault in report.faults],
         "trend": [_point(point) for point in report.trend],
-        "runbook": report.summary.get("runbook"),
+        "runbook": report.summary.runbook,
         "files": dict(files or {}),
     }
 
@@ -126,9 +127,10 @@ def _slo(view: Any) -> dict[str, Any]:
     }
 
 
-def _fault(fault: Mapping[str, Any]) -> dict[str, Any]:
+def _fault(fault: FaultSummary) -> dict[str, Any]:
     keys = (
         "description",
+        "kind",
         "fault",
         "target",
         "detected",
@@ -140,9 +142,9 @@ def _fault(fault: Mapping[str, Any]) -> dict[str, Any]:
         "recovery_objective_s",
         "recovery_objective_met",
     )
-    document = {key: fault.get(key) for key in keys}
-    document["injected_at"] = _iso(fault.get("injected_at"))
-    document["reverted_at"] = _iso(fault.get("reverted_at"))
+    document = {key: getattr(fault, key) for key in keys}
+    document["injected_at"] = _iso(fault.injected_at)
+    document["reverted_at"] = _iso(fault.reverted_at)
     return document
 
 

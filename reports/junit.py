@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
-from reports.model import RunReport, SloView
-from reports.suite import SuiteReport
+from inoculate.model.summary import FaultSummary
+from inoculate.reports.model import RunReport, SloView
+from inoculate.reports.suite import SuiteReport
 
 __all__ = ["run_junit", "suite_junit"]
 
@@ -88,10 +89,10 @@ def _cases(report: RunReport, classname: str) -> Iterable[TestCase]:
             "the steady-state hypothesis failed after the rollbacks",
         )
     for fault in report.faults:
-        name = f"recovery: {fault.get('description') or fault.get('fault')}"
-        met = fault.get("recovery_objective_met")
-        recovered = fault.get("recovered")
-        ok = (not fault.get("detected")) or (recovered is True and met is not False)
+        name = f"recovery: {fault.description or fault.kind}"
+        met = fault.recovery_objective_met
+        recovered = fault.recovered
+        ok = (not fault.detected) or (recovered is True and met is not False)
         yield _check(classname, name, ok, _recovery_text(fault))
     problems = [
         *(f"rollback failed: {r}" for r in facts.failed_rollbacks),
@@ -114,10 +115,10 @@ def _slo_case(classname: str, view: SloView, report: RunReport) -> TestCase:
     return case
 
 
-def _recovery_text(fault: Mapping[str, object]) -> str:
-    back, objective = fault.get("time_to_recover_s"), fault.get("recovery_objective_s")
+def _recovery_text(fault: FaultSummary) -> str:
+    back, objective = fault.time_to_recover_s, fault.recovery_objective_s
     if back is None:
-        return f"SLIs did not come back within objective after {fault.get('description')}"
+        return f"SLIs did not come back within objective after {fault.description}"
     return f"recovered in {back} s, objective {objective} s"
 
 

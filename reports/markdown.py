@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from reports.model import RunReport
-from reports.suite import SuiteReport
+from inoculate.model.summary import FaultSummary
+from inoculate.reports.model import RunReport
+from inoculate.reports.suite import SuiteReport
 
 __all__ = ["run_markdown", "suite_markdown"]
 
@@ -41,10 +42,9 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     if report.faults:
         lines.append("\n**Faults:**")
         lines += [
-            f"- {fault.get('description') or fault.get('fault')}: {_times(fault)}"
-            for fault in report.faults
+            f"- {fault.description or fault.kind}: {_times(fault)}" for fault in report.faults
         ]
-    reasons = [str(r) for r in run.summary.get("reasons") or []]
+    reasons = list(run.summary.reasons)
     if reasons:
         lines.append(f"\n**Verdict:** {run.status}, because:")
         lines += [f"- {reason}" for reason in reasons]
@@ -96,16 +96,16 @@ def _findings(report: RunReport) -> list[str]:
     return lines
 
 
-def _times(fault: Mapping[str, object]) -> str:
-    detect, back = fault.get("time_to_detect_s"), fault.get("time_to_recover_s")
+def _times(fault: FaultSummary) -> str:
+    detect, back = fault.time_to_detect_s, fault.time_to_recover_s
     if detect is None:
         return "no SLO breach seen"
     text = f"detected in {float(detect):.1f} s"  # type: ignore[arg-type]
     if back is None:
         return text + ", SLIs not back within objective"
-    objective = fault.get("recovery_objective_s")
+    objective = fault.recovery_objective_s
     goal = f", objective {float(objective):g} s" if objective is not None else ""  # type: ignore[arg-type]
-    return f"{text}, recovered in {float(back):.1f} s ({fault.get('recovered_by')}{goal})"  # type: ignore[arg-type]
+    return f"{text}, recovered in {float(back):.1f} s ({fault.recovered_by}{goal})"  # type: ignore[arg-type]
 
 
 def suite_markdown(suite: SuiteReport) -> str:

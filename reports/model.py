@@ -17,22 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from reports.errors import ReportInputError
-from reports.run_data import RunData, activity_results, load_run
-from reports.score import FaultOutcome, Score, ScoreInput, SloOutcome, score_run, slo_credit
-from reports.series import DEFAULT_PERCENTILES, SliSeries, load_series
+from inoculate.model.errors import ReportInputError
+from inoculate.model.summary import FaultSummary, RunSummary, SloSummary
+from inoculate.reports.outcomes import FaultOutcome, SloOutcome
+from inoculate.reports.run_data import RunData, activity_results, load_run
+from inoculate.reports.score import Score, ScoreInput, score_run, slo_credit
+from inoculate.reports.series import DEFAULT_PERCENTILES, SliSeries, load_series
+from inoculate.reports.trend import TrendPoint
 
 __all__ = ["RunReport", "SloView", "TrendPoint", "build_run_report", "slo_in_words"]
-
-
-@dataclass(frozen=True)
-class TrendPoint:
-    """One past (or the current) run of the same experiment, from history."""
-
-    run_id: str
-    at: float
-    score: float | None
-    status: str
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class RunReport:
         return self.run.title
 
     @property
-    def summary(self) -> Mapping[str, Any]:
+    def summary(self) -> RunSummary:
         """The run's summary (inoculate's, or derived from a plain journal)."""
         return self.run.summary
 
@@ -82,15 +75,12 @@ class RunReport:
     @property
     def method_window(self) -> tuple[float, float] | None:
         """The fault window of the run (method start and end), if it got there."""
-        method = self.summary.get("method")
-        if not isinstance(method, Mapping):
-            return None
-        return float(method["started_at"]), float(method["ended_at"])
+        return self.summary.method_window
 
     @property
-    def faults(self) -> Sequence[Mapping[str, Any]]:
+    def faults(self) -> Sequence[FaultSummary]:
         """The fault windows the summary recorded."""
-        return list(self.summary.get("faults") or [])
+        return self.summary.faults
 
     @property
     def probes(self) -> Sequence[Mapping[str, Any]]:
@@ -120,7 +110,7 @@ def build_run_report(
     specs = _slo_specs(run)
     series, problem = None, None
     samples = run.samples_path
-    if run.kind == "inoculate" and run.summary.get("slos") and samples is None:
+    if run.kind == "inoculate" and run.summary.slos and samples is None:
         problem = f"no SLI samples file in {run.directory}: budgets and plots are not available"
     if with_series and samples is not None:
         percentiles = set(DEFAULT_PERCENTILES) | {
@@ -137,7 +127,7 @@ def build_run_report(
             "what `inoculate run` writes",
         ) from exc
     score = score_run(score_in)
-    verdicts = {str(s.get("name")): bool(s.get("met", True)) for s in run.summary.get("slos") or []}
+    verdicts = {s.name: s.met for s in run.summary.slos}
     views = tuple(
         SloView(
             specs.get(o.name, {"name": o.name, "sli": o.sli}),
@@ -156,38 +146,29 @@ def build_run_report(
 def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]) -> ScoreInput:
     """What the score needs, measured from the run's summary and SLI series."""
     summary = run.summary
-    hypothesis = summary.get("hypothesis") or {}
     declared = run.experiment.get("steady-state-hypothesis") or {}
     journal_rollbacks = run.journal.get("rollbacks") or []
     slos, slo_reason = _slo_outcomes(run, series, specs)
     faults, fault_reason = _fault_outcomes(run)
     safety_net = [
-        f"{r.get('fault')} {_target_text(r.get('target'))}".strip()
-        for r in summary.get("reverted_by_safety_net") or []
-        if isinstance(r, Mapping)
+        f"{r.get('kind') or r.get('fault')} {_target_text(r.get('target'))}".strip()
+        for r in summary.reverted_by_safety_net
     ]
     return ScoreInput(
         has_hypothesis=bool(declared.get("probes")),
-        hypothesis_before=hypothesis.get("before"),
-        hypothesis_after=hypothesis.get("after"),
+        hypothesis_before=summary.hypothesis.before,
+        hypothesis_after=summary.hypothesis.after,
         slos=slos,
         faults=faults,
         rollbacks_run=len(journal_rollbacks) if isinstance(journal_rollbacks, list) else 0,
-        failed_rollbacks=tuple(summary.get("failed_rollbacks") or ()),
+        failed_rollbacks=tuple(summary.failed_rollbacks),
         reverted_by_safety_net=tuple(safety_net),
-        faults_left=tuple(summary.get("faults_left") or ()),
-        failed_activities=tuple(summary.get("failed_activities") or ()),
-        interruption=_interruption(summary),
+        faults_left=tuple(summary.faults_left),
+        failed_activities=tuple(summary.failed_activities),
+        interruption=summary.interruption,
         slos_unmeasured_reason=slo_reason,
         faults_unmeasured_reason=fault_reason,
     )
-
-
-def _interruption(summary: Mapping[str, Any]) -> str | None:
-    if summary.get("status") in ("interrupted", "aborted"):
-        reasons = summary.get("reasons") or []
-        return str(reasons[0]) if reasons else str(summary.get("status"))
-    return None
 
 
 def _slo_outcomes(
@@ -195,32 +176,31 @@ def _slo_outcomes(
 ) -> tuple[tuple[SloOutcome, ...] | None, str]:
     if run.kind != "inoculate":
         return None, "no SLI series: a plain Chaos Toolkit journal records no per-second SLIs"
-    reports = [s for s in run.summary.get("slos") or [] if isinstance(s, Mapping)]
+    reports = run.summary.slos
     if not reports:
         return (), "no SLO declared"
-    window = _window(run.summary)
-    if window is None:
+    if run.summary.method_window is None:
         return None, "the run stopped before the fault window (no method ran)"
-    faults = list(run.summary.get("faults") or [])
+    faults = run.summary.faults
     seconds, from_faults = fault_window_seconds(run.summary)
     outcomes = []
     for report in reports:
-        spec = specs.get(str(report["name"]), {})
+        spec = specs.get(report.name, {})
         outcomes.append(_slo_outcome(report, spec, seconds, from_faults, series, faults))
     return tuple(outcomes), ""
 
 
-def fault_window_seconds(summary: Mapping[str, Any]) -> tuple[np.ndarray, bool]:
+def fault_window_seconds(summary: RunSummary) -> tuple[np.ndarray, bool]:
     """The seconds of the fault windows: each fault's injection to its revert (their union).
 
     Without a recorded fault, the whole method. Second t counts when ``[t, t+1)`` overlaps
     a window. Also returns whether the windows came from recorded faults.
     """
-    method = _window(summary)
+    method = summary.method_window
     spans = []
-    for fault in summary.get("faults") or []:
-        start = float(fault["injected_at"])
-        end = fault.get("reverted_at") or (method[1] if method else None)
+    for fault in summary.faults:
+        start = fault.injected_at
+        end = fault.reverted_at or (method[1] if method else None)
         spans.append((start, float(end) if end is not None else start + 1))
     from_faults = bool(spans)
     if not spans and method is not None:
@@ -232,69 +212,70 @@ def fault_window_seconds(summary: Mapping[str, Any]) -> tuple[np.ndarray, bool]:
     return np.array(sorted(seconds), dtype=np.int64), from_faults
 
 
-def _breach_seconds(report: Mapping[str, Any], seconds: np.ndarray) -> int:
+def _breach_seconds(report: SloSummary, seconds: np.ndarray) -> int:
     breached: set[int] = set()
-    for interval in report.get("breaches") or []:
-        breached.update(range(int(interval["start"]), int(interval["end"]) + 1))
+    for interval in report.breaches:
+        breached.update(range(interval.start, interval.end + 1))
     return int(np.isin(seconds, np.array(sorted(breached), dtype=np.int64)).sum())
 
 
 def _slo_outcome(
-    report: Mapping[str, Any],
+    report: SloSummary,
     spec: Mapping[str, Any],
     seconds: np.ndarray,
     from_faults: bool,
     series: SliSeries | None,
-    faults: Sequence[Mapping[str, Any]],
+    faults: Sequence[FaultSummary],
 ) -> SloOutcome:
-    first = report.get("first_breach") or {}
-    fault = _responsible_fault(str(report["name"]), first.get("seen_at"), faults)
+    first = report.first_breach
+    seen_at = first.seen_at if first is not None else None
+    fault = _responsible_fault(report.name, seen_at, faults)
     after_fault = None
-    if fault and first.get("seen_at") is not None:
-        after_fault = round(max(0.0, float(first["seen_at"]) - float(fault["injected_at"])), 1)
+    if fault and seen_at is not None:
+        after_fault = round(max(0.0, seen_at - fault.injected_at), 1)
     if from_faults:
         breach_seconds = _breach_seconds(report, seconds)
     else:
-        breach_seconds = int(report.get("breach_seconds_during_method", 0))
+        breach_seconds = report.breach_seconds_during_method
     budget, budget_text = None, None
     if series is not None:
         budget, budget_text = _budget(report, spec, series, np.isin(series.t, seconds))
     return SloOutcome(
-        name=str(report["name"]),
-        sli=str(report.get("sli", "")),
-        objective=float(report.get("objective", 0.0)),
-        comparison=str(report.get("comparison", "")),
-        unit=str(report.get("unit", "")),
-        endpoint=report.get("endpoint"),
+        name=report.name,
+        sli=report.sli,
+        objective=report.objective,
+        comparison=report.comparison,
+        unit=report.unit,
+        endpoint=report.endpoint,
         breach_seconds=breach_seconds,
         window_seconds=len(seconds),
         budget_consumed=budget,
         budget_text=budget_text,
-        worst=report.get("worst_during_method"),
-        slo_window_s=report.get("window_s"),
-        first_breach_at=first.get("seen_at"),
-        first_breach_text=first.get("value_text"),
-        fault=str(fault.get("description") or fault.get("fault")) if fault else None,
-        fault_kind=str(fault.get("fault")) if fault else None,
-        target=_target_text(fault.get("target")) if fault else None,
+        worst=report.worst_during_method,
+        slo_window_s=report.window_s,
+        first_breach_at=seen_at,
+        first_breach_text=first.value_text if first is not None else None,
+        fault=(fault.description or fault.kind) if fault else None,
+        fault_kind=fault.kind if fault else None,
+        target=_target_text(fault.target) if fault else None,
         after_fault_s=after_fault,
     )
 
 
 def _budget(
-    report: Mapping[str, Any], spec: Mapping[str, Any], series: SliSeries, mask: np.ndarray
+    report: SloSummary, spec: Mapping[str, Any], series: SliSeries, mask: np.ndarray
 ) -> tuple[float | None, str | None]:
     """Error budget consumed / allowed over the fault window (the SLO's own maths)."""
-    selected = series.select(report.get("endpoint"))
+    selected = series.select(report.endpoint)
     if selected is None:
         return None, None
     completed = int(selected.completed[mask].sum())
     if completed <= 0:
         return None, None
-    sli = report.get("sli")
+    sli = report.sli
     if sli == "availability":
         bad = min(completed, int(selected.failures[mask].sum()))
-        allowed = 1 - _exact(float(report["objective"])) / 100
+        allowed = 1 - _exact(report.objective) / 100
         text = f"{bad} of {completed} requests failed, {float(allowed) * 100:.3g} % allowed"
         return float(Fraction(bad, completed) / allowed), text
     if sli == "latency" and spec.get("percentile") and spec.get("threshold_ms"):
@@ -316,35 +297,35 @@ def _exact(number: float) -> Fraction:
 
 
 def _responsible_fault(
-    name: str, seen_at: float | None, faults: Sequence[Mapping[str, Any]]
-) -> Mapping[str, Any] | None:
+    name: str, seen_at: float | None, faults: Sequence[FaultSummary]
+) -> FaultSummary | None:
     """The last fault injected before the first breach, preferring one this SLO detected."""
     if seen_at is None:
         return faults[0] if faults else None
-    earlier = [f for f in faults if float(f.get("injected_at", 0)) <= float(seen_at)]
-    detected = [f for f in earlier if name in (f.get("detected_by") or [])]
+    earlier = [f for f in faults if f.injected_at <= seen_at]
+    detected = [f for f in earlier if name in f.detected_by]
     chosen = detected or earlier
-    return max(chosen, key=lambda f: float(f["injected_at"])) if chosen else None
+    return max(chosen, key=lambda f: f.injected_at) if chosen else None
 
 
 def _fault_outcomes(run: RunData) -> tuple[tuple[FaultOutcome, ...] | None, str]:
     if run.kind != "inoculate":
         return None, "no fault timeline: a plain Chaos Toolkit journal records no fault windows"
     faults = []
-    for fault in run.summary.get("faults") or []:
+    for fault in run.summary.faults:
         faults.append(
             FaultOutcome(
-                description=str(fault.get("description") or fault.get("fault")),
-                kind=str(fault.get("fault", "")),
-                target=_target_text(fault.get("target")),
-                injected_at=fault.get("injected_at"),
-                detected=bool(fault.get("detected")),
-                time_to_detect_s=fault.get("time_to_detect_s"),
-                detected_by=tuple(fault.get("detected_by") or ()),
-                recovered=fault.get("recovered"),
-                time_to_recover_s=fault.get("time_to_recover_s"),
-                recovered_by=fault.get("recovered_by"),
-                recovery_objective_s=fault.get("recovery_objective_s"),
+                description=fault.description or fault.kind,
+                kind=fault.kind,
+                target=_target_text(fault.target),
+                injected_at=fault.injected_at,
+                detected=fault.detected,
+                time_to_detect_s=fault.time_to_detect_s,
+                detected_by=tuple(fault.detected_by),
+                recovered=fault.recovered,
+                time_to_recover_s=fault.time_to_recover_s,
+                recovered_by=fault.recovered_by,
+                recovery_objective_s=fault.recovery_objective_s,
             )
         )
     return tuple(faults), "no fault was injected"
@@ -357,13 +338,6 @@ def _target_text(target: Any) -> str | None:
         if target.get(key):
             return str(target[key])
     return ", ".join(f"{k}={v}" for k, v in target.items())
-
-
-def _window(summary: Mapping[str, Any]) -> tuple[float, float] | None:
-    method = summary.get("method")
-    if not isinstance(method, Mapping) or method.get("started_at") is None:
-        return None
-    return float(method["started_at"]), float(method["ended_at"])
 
 
 # --------------------------------------------------------------------------- SLO specs

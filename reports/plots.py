@@ -17,8 +17,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from reports.model import RunReport, TrendPoint
-from reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries
+from inoculate.reports.model import RunReport, TrendPoint
+from inoculate.reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries
 
 __all__ = ["Plot", "run_plots", "trend_plot"]
 
@@ -147,15 +147,15 @@ def _mark_faults(ax: Axes, report: RunReport, origin: float) -> None:
 
     method = report.method_window
     for fault in report.faults:
-        start = float(fault["injected_at"]) - origin
-        end = fault.get("reverted_at") or (method[1] if method else None)
+        start = float(fault.injected_at) - origin
+        end = fault.reverted_at or (method[1] if method else None)
         end = float(end) - origin if end is not None else start + 1
         ax.axvspan(start, end, color=_FAULT, alpha=0.12, label=once("fault window"))
-        if fault.get("time_to_detect_s") is not None:
-            at = start + float(fault["time_to_detect_s"])
+        if fault.time_to_detect_s is not None:
+            at = start + float(fault.time_to_detect_s)
             ax.axvline(at, color=_DETECT, linestyle="--", linewidth=1.2, label=once("detected"))
-        if fault.get("recovered_at") is not None:
-            at = float(fault["recovered_at"]) - origin
+        if fault.recovered_at is not None:
+            at = float(fault.recovered_at) - origin
             ax.axvline(at, color=_RECOVER, linestyle="--", linewidth=1.2, label=once("recovered"))
     if method and not report.faults:
         ax.axvspan(

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reports.errors import ReportError
-from reports.history import History
-from reports.model import RunReport, build_run_report
-from reports.suite import SuiteReport
+from inoculate.model.errors import ReportError
+from inoculate.model.layout import RUNBOOK_FEEDBACK_ENV_VAR
+from inoculate.reports.formats import FORMATS, RUN_FILES, SUITE_FILES, parse_formats
+from inoculate.reports.history import History
+from inoculate.reports.model import RunReport, build_run_report
+from inoculate.reports.suite import SuiteReport
 
 __all__ = [
     "FORMATS",
@@ -33,33 +35,6 @@ __all__ = [
     "write_run_reports",
     "write_suite_reports",
 ]
-
-FORMATS: tuple[str, ...] = ("html", "md", "junit", "json")
-RUN_FILES = {
-    "html": "report.html",
-    "md": "report.md",
-    "junit": "report.junit.xml",
-    "json": "report.json",
-}
-SUITE_FILES = {
-    "html": "suite-report.html",
-    "md": "suite-report.md",
-    "junit": "suite-report.junit.xml",
-    "json": "suite-report.json",
-}
-RUNBOOK_FEEDBACK_ENV_VAR = "INOCULATE_RUNBOOK_FEEDBACK"
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    """``"html,md"`` → ``("html", "md")``; raises ValueError naming the known formats."""
-    wanted = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [fmt for fmt in wanted if fmt not in FORMATS]
-    if unknown or not wanted:
-        raise ValueError(
-            f"unknown format(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected a comma-separated list of {', '.join(FORMATS)}"
-        )
-    return tuple(dict.fromkeys(wanted))
 
 
 def runbook_feedback_enabled() -> bool:
@@ -88,10 +63,10 @@ def _renderers() -> Mapping[str, Callable[..., bytes]]:
     # Imported here: matplotlib and jinja2 load only when a report is written.
     import json
 
-    from reports.html import run_html, suite_html
-    from reports.json_report import run_document, suite_document
-    from reports.junit import run_junit, suite_junit
-    from reports.markdown import run_markdown, suite_markdown
+    from inoculate.reports.html import run_html, suite_html
+    from inoculate.reports.json_report import run_document, suite_document
+    from inoculate.reports.junit import run_junit, suite_junit
+    from inoculate.reports.markdown import run_markdown, suite_markdown
 
     def dump(document: object) -> bytes:
         return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -150,7 +125,7 @@ def relative_links(files: Mapping[str, Path], start: Path) -> dict[str, str]:
 
 def resolve_runbook(report: RunReport, experiment_path: Path | None) -> Path | None:
     """The runbook the experiment names, relative to the experiment file's folder."""
-    named = report.summary.get("runbook")
+    named = report.summary.runbook
     if not named:
         return None
     path = Path(str(named))
@@ -209,14 +184,14 @@ def publish_run(
 
 
 def _feed_runbook(published: Published, experiment_path: Path | None) -> None:
-    from reports.runbook import update_runbook
+    from inoculate.reports.runbook import update_runbook
 
     report = published.report
     path = resolve_runbook(report, experiment_path)
     if path is None:
-        if report.summary.get("runbook"):
+        if report.summary.runbook:
             published.problems.append(
-                f"runbook {report.summary['runbook']!r} not updated: its folder is unknown "
+                f"runbook {report.summary.runbook!r} not updated: its folder is unknown "
                 "(give the experiment file)"
             )
         return
@@ -226,3 +201,71 @@ def _feed_runbook(published: Published, experiment_path: Path | None) -> None:
         published.runbook = path
     except ReportError as exc:
         published.problems.append(f"runbook not updated: {exc}")
+
+
+@dataclass(frozen=True)
+class ReportedRun:
+    """One run of ``inoculate report``: its report and the files written for it."""
+
+    report: RunReport
+    files: Mapping[str, Path]
+
+
+@dataclass(frozen=True)
+class ReportBatch:
+    """What ``inoculate report`` wrote: each run's reports, and the suite's when several."""
+
+    runs: tuple[ReportedRun, ...]
+    suite: SuiteReport | None = None
+    suite_files: Mapping[str, Path] = field(default_factory=dict)
+
+
+def report_runs(
+    reports: Sequence[RunReport],
+    out_dir: Path | None,
+    formats: Sequence[str],
+    history: History,
+    weights: Mapping[int, float],
+    record: bool = False,
+) -> ReportBatch:
+    """Write the reports of already-built runs (and a suite report for several).
+
+    Without ``out_dir`` each run's reports go into its own directory; with it, one run's go
+    into ``out_dir`` and several runs' into ``out_dir/<run>/``, the suite's into ``out_dir``
+    (else into the runs' common parent). With ``record`` the runs enter the history.
+    """
+    from inoculate.reports.suite import SuiteEntry, build_suite
+
+    targets = _report_targets(reports, out_dir)
+    written = []
+    for index, run_report in enumerate(reports):
+        if record:
+            html = targets[index] / RUN_FILES["html"] if "html" in formats else None
+            history.record_run(run_report, str(html.resolve()) if html else None)
+        run_report = replace(run_report, trend=tuple(history.trend(run_report.title)))
+        files = write_run_reports(run_report, targets[index], formats)
+        written.append(ReportedRun(run_report, files))
+    if len(written) < 2:
+        return ReportBatch(tuple(written))
+    suite_dir = out_dir or Path(os.path.commonpath([str(t.resolve().parent) for t in targets]))
+    suite = build_suite(
+        [
+            SuiteEntry(r.report, weights.get(i, 1.0), relative_links(r.files, suite_dir))
+            for i, r in enumerate(written)
+        ]
+    )
+    return ReportBatch(tuple(written), suite, write_suite_reports(suite, suite_dir, formats))
+
+
+def _report_targets(reports: Sequence[RunReport], out_dir: Path | None) -> list[Path]:
+    if out_dir is None:
+        return [r.run.directory for r in reports]
+    if len(reports) == 1:
+        return [out_dir]
+    seen: dict[str, int] = {}
+    targets = []
+    for r in reports:
+        name = r.run.directory.name or "run"
+        seen[name] = seen.get(name, 0) + 1
+        targets.append(out_dir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return targets

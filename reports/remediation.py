@@ -1,6 +1,6 @@
 """Findings: the evidence for each point lost and what to do about it.
 
-Advice is chosen by what was injected (``module:fault``) and which SLI suffered, from a
+Advice is chosen by what was injected (its kind, ``process:kill``) and which SLI suffered, from a
 small registry (:data:`ADVICE`); a fault module of our own or of a team adds its entries
 with :func:`register_advice` and never touches this module's logic.
 """
@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-from reports.findings import Finding
-
-if TYPE_CHECKING:
-    from reports.score import FaultOutcome, SloOutcome
+from inoculate.model.kinds import normalize_kind
+from inoculate.reports.findings import Finding
+from inoculate.reports.outcomes import FaultOutcome, SloOutcome
 
 __all__ = ["ADVICE", "advice_for", "register_advice"]
 
 # fault kind → SLI → advice; "{target}" is the fault's target (service or pattern).
 ADVICE: dict[str, dict[str, str]] = {
-    "extensions.process:kill": {
+    "process:kill": {
         "availability": "add a replica of {target} or shorten its restart delay; add a "
         "readiness check so callers only reach a {target} that is ready, and retry on "
         "another replica",
@@ -28,13 +26,13 @@ ADVICE: dict[str, dict[str, str]] = {
         "waiting for it to restart; warm its caches before it takes traffic",
         "throughput": "run a second replica of {target} so capacity survives the loss of one",
     },
-    "extensions.process:restart": {
+    "process:restart": {
         "availability": "drain {target} before it restarts and add a readiness check so "
         "traffic waits for a healthy instance",
         "latency": "keep a warm replica of {target} while the other restarts",
         "throughput": "restart replicas of {target} one at a time (rolling restart)",
     },
-    "extensions.process:freeze": {
+    "process:freeze": {
         "availability": "set a client timeout on calls to {target} and a fallback (cached "
         "answer or a durable queue) when it does not answer",
         "latency": "set a timeout on calls to {target} below the latency objective and a "
@@ -52,13 +50,13 @@ _SYMPTOM = {"availability": "failing", "latency": "slow", "throughput": "below i
 
 
 def register_advice(kind: str, advice: Mapping[str, str]) -> None:
-    """Add or replace the advice for a fault kind (``module:fault``), per SLI."""
-    ADVICE[kind] = dict(advice)
+    """Add or replace the advice for a fault kind (``family:fault``), per SLI."""
+    ADVICE[normalize_kind(kind)] = dict(advice)
 
 
 def advice_for(kind: str | None, sli: str, target: str | None) -> str:
     """The suggested remediation for an SLI that suffered from a fault of ``kind``."""
-    table = ADVICE.get(kind or "", DEFAULT_ADVICE)
+    table = ADVICE.get(normalize_kind(kind or ""), DEFAULT_ADVICE)
     text = table.get(sli) or DEFAULT_ADVICE.get(sli, "make {target} tolerate this fault")
     return text.format(target=target or "the faulty dependency")
 

@@ -2,10 +2,11 @@
 
 An inoculate run directory holds ``journal.json`` (with our ``inoculate`` section),
 ``summary.json`` and ``sli.jsonl``. A plain ``chaos run`` leaves only a journal: it is
-accepted too, and judged from its hypothesis and activity results (the summary is derived
-here with the same rules as ``inoculate.summary``); what needs SLI series is reported as
-not measured. Bad input raises :class:`ReportInputError` naming the file and what was
-expected, before anything is written.
+accepted too, and judged from its hypothesis and activity results into the same
+:class:`~inoculate.model.summary.RunSummary`, by the same rules
+(:mod:`inoculate.model.verdict`); what needs SLI series is reported as not measured. Bad
+input raises :class:`ReportInputError` naming the file and what was expected, before
+anything is written.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from inoculate.summary import EXIT_CODES
-from reports.errors import ReportInputError
+from pydantic import ValidationError
 
-__all__ = ["JOURNAL_FILE", "SUMMARY_FILE", "RunData", "load_run"]
+from inoculate.model.errors import ReportInputError
+from inoculate.model.journal import failed_activities, hypothesis_met
+from inoculate.model.layout import BASE_DIR_CONFIG_KEY, JOURNAL_FILE, SUMMARY_FILE
+from inoculate.model.status import RunStatus
+from inoculate.model.summary import RunSummary
+from inoculate.model.verdict import VerdictFacts, chaoslib_interruption, judge
 
-JOURNAL_FILE = "journal.json"
-SUMMARY_FILE = "summary.json"
+__all__ = ["RunData", "activity_results", "derive_summary", "load_run"]
+
 _JOURNAL_KEYS = ("experiment", "status", "run")
 _EXPECTED = "expected a run directory or the journal.json written by `inoculate run` or `chaos run`"
 
@@ -36,7 +41,7 @@ class RunData:
     source: Path
     directory: Path
     journal: Mapping[str, Any]
-    summary: Mapping[str, Any]
+    summary: RunSummary
     kind: str  # "inoculate" (summary and SLI samples) or "chaostoolkit" (journal only)
 
     @property
@@ -48,19 +53,18 @@ class RunData:
     @property
     def title(self) -> str:
         """The experiment's title (its identity in history and gates)."""
-        return str(self.experiment.get("title") or self.summary.get("experiment") or "experiment")
+        return str(self.experiment.get("title") or self.summary.experiment or "experiment")
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """passed, failed, interrupted or aborted."""
-        return str(self.summary.get("status", "aborted"))
+        return self.summary.status
 
     @property
     def run_id(self) -> str:
         """The run's id; for a plain journal, a digest of its title and start time."""
-        run_id = self.summary.get("run_id")
-        if run_id:
-            return str(run_id)
+        if self.summary.run_id:
+            return self.summary.run_id
         seed = f"{self.title}|{self.journal.get('start')}|{self.journal.get('end')}"
         return "ctk-" + hashlib.sha256(seed.encode()).hexdigest()[:12]
 
@@ -77,7 +81,7 @@ class RunData:
     @property
     def samples_path(self) -> Path | None:
         """The run's SLI samples, when it has them."""
-        name = self.summary.get("samples_file")
+        name = self.summary.samples_file
         if self.kind != "inoculate" or not name:
             return None
         path = self.directory / str(name)
@@ -88,7 +92,7 @@ class RunData:
         """The experiment's folder (paths of the inoculate block are relative to it)."""
         configuration = self.experiment.get("configuration") or {}
         value = (
-            configuration.get("inoculate_base_dir") if isinstance(configuration, Mapping) else None
+            configuration.get(BASE_DIR_CONFIG_KEY) if isinstance(configuration, Mapping) else None
         )
         return Path(str(value)) if value else None
 
@@ -154,73 +158,63 @@ def _check_journal(path: Path, journal: Any) -> None:
 
 def _inoculate_summary(
     directory: Path, journal: Mapping[str, Any], journal_path: Path
-) -> Mapping[str, Any] | None:
+) -> RunSummary | None:
     summary_path = directory / SUMMARY_FILE
     if journal_path.name == JOURNAL_FILE and summary_path.is_file():
-        summary = _read_document(summary_path, "summary")
-        if not isinstance(summary, Mapping) or "status" not in summary:
-            raise ReportInputError(
-                str(summary_path), "not an inoculate summary: expected a mapping with `status`"
-            )
-        return summary
+        return _typed(summary_path, _read_document(summary_path, "summary"))
     embedded = journal.get("inoculate")
     if isinstance(embedded, Mapping) and "status" in embedded:
-        return embedded
+        return _typed(journal_path, embedded)
     return None
 
 
-def derive_summary(journal: Mapping[str, Any]) -> dict[str, Any]:
-    """Judge a plain Chaos Toolkit journal with inoculate's rules (no SLI series).
+def _typed(source: Path, document: Any) -> RunSummary:
+    if not isinstance(document, Mapping) or "status" not in document:
+        raise ReportInputError(
+            str(source), "not an inoculate summary: expected a mapping with `status`"
+        )
+    try:
+        return RunSummary.from_json(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ReportInputError(
+            str(source), f"not an inoculate summary: {where}: {first['msg']}"
+        ) from exc
 
-    chaoslib 1.44 calls a run ``completed`` after a failed before-state or a failed action;
-    here both fail the run, as ``inoculate run`` does.
-    """
+
+def derive_summary(journal: Mapping[str, Any]) -> RunSummary:
+    """Judge a plain Chaos Toolkit journal with inoculate's rules (no SLI series)."""
     steady = journal.get("steady_states") or {}
-    before = _met(steady.get("before"))
-    after = _met(steady.get("after"))
-    failed_actions = _failed(journal.get("run"))
-    failed_rollbacks = _failed(journal.get("rollbacks"))
-    reasons: list[str] = []
-    if before is False:
-        reasons.append("steady state before the method was not met: the method was skipped")
-    reasons += [f"action failed: {name}" for name in failed_actions]
-    if after is False or (journal.get("deviated") and after is not True):
-        reasons.append("steady state after the method was not met")
-    reasons += [f"rollback failed: {name}" for name in failed_rollbacks]
+    before = hypothesis_met(steady.get("before"))
+    after = hypothesis_met(steady.get("after"))
+    deviated_after = after is False or (bool(journal.get("deviated")) and after is not True)
+    failed_actions = failed_activities(journal.get("run"))
+    failed_rollbacks = failed_activities(journal.get("rollbacks"))
     chaos_status = str(journal.get("status", ""))
-    if chaos_status in ("interrupted", "aborted"):
-        status = chaos_status
-        reasons.insert(0, f"{chaos_status} by chaoslib")
-    elif chaos_status == "failed" and not reasons:
-        status, reasons = "failed", ["the Chaos Toolkit journal says failed"]
-    else:
-        status = "failed" if reasons else "passed"
-    return {
-        "experiment": (journal.get("experiment") or {}).get("title"),
-        "status": status,
-        "exit_code": EXIT_CODES[status],
-        "reasons": reasons,
-        "hypothesis": {"before": before, "after": after},
-        "method": _method_window(journal.get("run")),
-        "slos": [],
-        "faults": [],
-        "failed_activities": failed_actions,
-        "failed_rollbacks": failed_rollbacks,
-        "faults_left": [],
-        "runbook": None,
-    }
-
-
-def _met(state: Any) -> bool | None:
-    return None if not isinstance(state, Mapping) else bool(state.get("steady_state_met"))
-
-
-def _failed(runs: Any) -> list[str]:
-    return [
-        str((run.get("activity") or {}).get("name"))
-        for run in runs or []
-        if isinstance(run, Mapping) and run.get("status") == "failed"
-    ]
+    status, reasons = judge(
+        VerdictFacts(
+            hypothesis_before=before,
+            hypothesis_after=False if deviated_after else after,
+            failed_activities=failed_actions,
+            failed_rollbacks=failed_rollbacks,
+            interruption=chaoslib_interruption(chaos_status),
+            journal_status=chaos_status,
+        )
+    )
+    experiment = journal.get("experiment") or {}
+    return RunSummary.from_json(
+        {
+            "experiment": _title(experiment),
+            "status": status,
+            "exit_code": status.exit_code,
+            "reasons": reasons,
+            "hypothesis": {"before": before, "after": after},
+            "method": _method_window(journal.get("run")),
+            "failed_activities": failed_actions,
+            "failed_rollbacks": failed_rollbacks,
+        }
+    )
 
 
 def _method_window(runs: Any) -> dict[str, float] | None:
@@ -273,3 +267,8 @@ def _one_line(exception: Any) -> str | None:
         lines = [str(line).strip() for line in exception if str(line).strip()]
         return lines[-1] if lines else None
     return str(exception).strip().splitlines()[-1]
+
+
+def _title(experiment: Any) -> str | None:
+    title = experiment.get("title") if isinstance(experiment, Mapping) else None
+    return None if title is None else str(title)

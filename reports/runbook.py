@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reports.errors import RunbookError
-from reports.model import RunReport
+from inoculate.model.errors import RunbookError
+from inoculate.model.summary import FaultSummary
+from inoculate.reports.model import RunReport
 
 __all__ = [
     "begin_marker",
@@ -119,7 +120,7 @@ def render_section(report: RunReport, report_link: str | None) -> str:
         trend = " → ".join(f"{p.score:g}" for p in scored[-10:])
         lines.append(f"- **Score trend** (oldest → newest): {trend}")
     for fault in report.faults:
-        lines.append(f"- **{fault.get('description') or fault.get('fault')}:** {_times(fault)}")
+        lines.append(f"- **{fault.description or fault.kind}:** {_times(fault)}")
     breached = [v for v in report.slos if not v.met]
     if breached:
         lines.append("- **Breached SLOs:** " + "; ".join(_breach(v) for v in breached))
@@ -136,16 +137,16 @@ def render_section(report: RunReport, report_link: str | None) -> str:
     return "\n".join(lines)
 
 
-def _times(fault: dict) -> str:  # type: ignore[type-arg]
-    detect, back = fault.get("time_to_detect_s"), fault.get("time_to_recover_s")
+def _times(fault: FaultSummary) -> str:
+    detect, back = fault.time_to_detect_s, fault.time_to_recover_s
     if detect is None:
         return "no SLO breach (nothing to detect)"
     text = f"time to detect {float(detect):.1f} s"
     if back is None:
         return text + "; SLIs not back within objective by the end of the run"
-    goal = fault.get("recovery_objective_s")
+    goal = fault.recovery_objective_s
     objective = f", objective {float(goal):g} s" if goal is not None else ""
-    return f"{text}; time to recover {float(back):.1f} s ({fault.get('recovered_by')}{objective})"
+    return f"{text}; time to recover {float(back):.1f} s ({fault.recovered_by}{objective})"
 
 
 def _breach(view) -> str:  # type: ignore[no-untyped-def]

@@ -1,13 +1,13 @@
 """Per-second SLI series decoded from ``sli.jsonl``, fast enough for hour-long runs.
 
-The SLO maths (``steady_state.slo``) merges histograms through hdrh's Python API, which
+The SLO maths (``inoculate.steady_state.slo``) merges histograms through hdrh's Python API, which
 costs about a millisecond per histogram and per percentile. A report needs three
 percentiles for every second of every endpoint and of all endpoints together — an hour at
 five endpoints is 18,000 histograms — so here each histogram is decoded once by hdrh's C
 decoder and its counts are read as a numpy array: the percentiles, and the number of
 requests slower than each latency threshold, come from one cumulative sum of that array.
 
-Definitions match ``steady_state.slo`` exactly: a percentile is HdrHistogram's nearest
+Definitions match ``inoculate.steady_state.slo`` exactly: a percentile is HdrHistogram's nearest
 rank, reported as the highest value of that rank's bucket; a request is slower than a
 threshold when its bucket reaches above the threshold.
 """
@@ -25,8 +25,8 @@ import numpy as np
 from hdrh.codec import HdrHistogramEncoder
 from hdrh.histogram import HdrHistogram
 
-from reports.errors import ReportInputError
-from steady_state.samples import (
+from inoculate.model.errors import ReportInputError
+from inoculate.steady_state.samples import (
     HIST_HIGHEST_US,
     HIST_LOWEST_US,
     HIST_SIGNIFICANT_DIGITS,
@@ -118,7 +118,7 @@ class _Layout:
     histogram: HdrHistogram
 
     def first_slow_index(self, threshold_ms: float) -> int:
-        # Same rule as steady_state.slo._count_slower_than (the SLO maths).
+        # Same rule as inoculate.steady_state.slo._count_slower_than (the SLO maths).
         threshold_us = Fraction(repr(float(threshold_ms))) * 1000
         floor_us = int(threshold_us)
         index = self.histogram.get_counts_array_index(floor_us)

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.errors import ReportInputError
-from reports.model import RunReport, TrendPoint
-from reports.score import suite_score
+from inoculate.model.errors import ReportInputError
+from inoculate.reports.model import RunReport, TrendPoint
+from inoculate.reports.score import suite_score
+from inoculate.reports.trend import SuitePoint
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -46,16 +47,6 @@ class SuiteEntry:
     def passed(self) -> bool:
         """The run's verdict is passed."""
         return self.report.run.status == "passed"
-
-
-@dataclass(frozen=True)
-class SuitePoint:
-    """A past suite (gate) from history."""
-
-    suite_id: str
-    at: float
-    score: float
-    passed: bool
 
 
 @dataclass(frozen=True)
@@ -121,11 +112,7 @@ def judge_gate(
     """The gate's verdict (pure): failed runs, a low suite score, regressions."""
     reasons = [
         f"{entry.report.title}: {entry.report.run.status}"
-        + (
-            f" ({entry.report.summary['reasons'][0]})"
-            if entry.report.summary.get("reasons")
-            else ""
-        )
+        + (f" ({entry.report.summary.reasons[0]})" if entry.report.summary.reasons else "")
         for entry in entries
         if not entry.passed
     ]

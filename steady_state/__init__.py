@@ -1,44 +1,15 @@
-"""SLOs and SLIs: SLO specs and maths, the SLI store, and the steady-state probes.
+"""SLIs and SLOs: the sample format, SLO maths, the SLI store, the monitor and the probes.
 
-Experiments call the probes as ``module: steady_state.probes``. They are not imported here
-because the Locust subprocess imports ``steady_state.samples``, and should not pay for
-chaoslib and requests on the way.
+Experiments name the probes as ``module: inoculate.steady_state.probes``. Nothing is imported
+here: the Locust subprocess imports ``inoculate.steady_state.samples`` and nothing more.
+
+This folder is the package ``inoculate.steady_state`` (pyproject's ``package-dir``): the wheel
+claims the one import name ``inoculate``. Imported under any other name (``import steady_state``
+from a checkout) it would load twice as two different modules, so it refuses.
 """
 
-from steady_state.samples import EndpointSecond, SliSample, merge_samples
-from steady_state.slo import (
-    NO_REQUESTS,
-    AvailabilitySlo,
-    LatencySlo,
-    SecondValue,
-    Slo,
-    SloSet,
-    SloVerdict,
-    ThroughputSlo,
-    evaluate_all,
-    evaluate_slo,
-    parse_slos,
-    per_second_values,
-    requests_in_flight,
-)
-from steady_state.store import SliStore
-
-__all__ = [
-    "NO_REQUESTS",
-    "AvailabilitySlo",
-    "EndpointSecond",
-    "LatencySlo",
-    "SecondValue",
-    "SliSample",
-    "SliStore",
-    "Slo",
-    "SloSet",
-    "SloVerdict",
-    "ThroughputSlo",
-    "evaluate_all",
-    "evaluate_slo",
-    "merge_samples",
-    "parse_slos",
-    "per_second_values",
-    "requests_in_flight",
-]
+if __name__ != "inoculate.steady_state":  # pragma: no cover - a wrong import fails here, loudly
+    raise ImportError(
+        f"{__file__} is the package inoculate.steady_state: import it by that name "
+        "(install the project with `pip install -e .` or `make install`)"
+    )

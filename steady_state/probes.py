@@ -12,13 +12,12 @@ Use them in a steady-state hypothesis with a JSON-path tolerance on ``met``::
     - type: probe
       name: browse-slos-met
       tolerance: {type: jsonpath, path: "$.met", expect: true}
-      provider: {type: python, module: steady_state.probes, func: slos_met}
+      provider: {type: python, module: inoculate.steady_state.probes, func: slos_met}
 
 (JSON-path tolerances need the ``jsonpath2`` package, i.e. ``chaostoolkit-lib[jsonpath]``.)
 """
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,44 +26,12 @@ import requests
 from chaoslib.types import Configuration
 from pydantic import ValidationError
 
-from steady_state.slo import Slo, SloSet, evaluate_all, evaluate_slo, parse_slos
-from steady_state.store import SliStore
+from inoculate.model.errors import RunDirectoryError, UnknownSloError
+from inoculate.model.layout import RUN_DIR_CONFIG_KEY, SAMPLES_FILE, SPEC_FILE
+from inoculate.steady_state.slo import Slo, SloSet, evaluate_all, evaluate_slo, parse_slos
+from inoculate.steady_state.store import SliStore, last_judged_second
 
-__all__ = [
-    "RUN_DIR_KEY",
-    "SLI_FILE",
-    "SPEC_FILE",
-    "STALE_AFTER_S",
-    "ProbeError",
-    "RunDirectoryError",
-    "UnknownSloError",
-    "http_healthy",
-    "slo_met",
-    "slos_met",
-]
-
-# ProbeError
-#  ├── RunDirectoryError   configuration key, inoculate.json or sli.jsonl missing or invalid
-#  └── UnknownSloError     a probe names an SLO that inoculate.json does not define
-
-RUN_DIR_KEY = "inoculate_run_dir"
-SPEC_FILE = "inoculate.json"
-SLI_FILE = "sli.jsonl"
-# A newest sample older than this means the load generator died or the system is
-# blackholed: judge the current seconds (zero traffic), not the last good window.
-STALE_AFTER_S = 3
-
-
-class ProbeError(Exception):
-    """A steady-state probe could not evaluate; chaoslib records it as a failed probe."""
-
-
-class RunDirectoryError(ProbeError):
-    """The run directory, its SLO specs or its SLI samples cannot be found or read."""
-
-
-class UnknownSloError(ProbeError):
-    """A probe asked for an SLO name that the run does not define."""
+__all__ = ["http_healthy", "slo_met", "slos_met"]
 
 
 def slos_met(slos: list[str] | None = None, configuration: Configuration = None) -> dict:
@@ -80,7 +47,7 @@ def slos_met(slos: list[str] | None = None, configuration: Configuration = None)
     chosen = _select(_load_slos(run_dir), slos)
     store = _load_store(run_dir)
     latest = store.latest_t()
-    end_t = _end_second(latest, time.time())
+    end_t = last_judged_second(latest, time.time())
     verdicts = evaluate_all(chosen, store.samples(), end_t)
     return {
         "met": all(verdict.met for verdict in verdicts),
@@ -100,7 +67,7 @@ def slo_met(slo: str, configuration: Configuration = None) -> dict:
     run_dir = _run_dir(configuration)
     (chosen,) = _select(_load_slos(run_dir), [slo])
     store = _load_store(run_dir)
-    end_t = _end_second(store.latest_t(), time.time())
+    end_t = last_judged_second(store.latest_t(), time.time())
     return evaluate_slo(chosen, store.samples(), end_t).to_json()
 
 
@@ -134,16 +101,16 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _run_dir(configuration: Configuration | None) -> Path:
-    value = (configuration or {}).get(RUN_DIR_KEY)
+    value = (configuration or {}).get(RUN_DIR_CONFIG_KEY)
     if not value:
         raise RunDirectoryError(
-            f"configuration key {RUN_DIR_KEY!r} is missing: run the experiment with "
-            f"`inoculate run`, or set {RUN_DIR_KEY} in the experiment's configuration "
+            f"configuration key {RUN_DIR_CONFIG_KEY!r} is missing: run the experiment with "
+            f"`inoculate run`, or set {RUN_DIR_CONFIG_KEY} in the experiment's configuration "
             "to the directory holding inoculate.json and sli.jsonl"
         )
     run_dir = Path(str(value))
     if not run_dir.is_dir():
-        raise RunDirectoryError(f"run directory {run_dir} ({RUN_DIR_KEY}) does not exist")
+        raise RunDirectoryError(f"run directory {run_dir} ({RUN_DIR_CONFIG_KEY}) does not exist")
     return run_dir
 
 
@@ -190,16 +157,9 @@ def _select(slo_set: SloSet, names: list[str] | str | None) -> list[Slo]:
 
 
 def _load_store(run_dir: Path) -> SliStore:
-    sli_path = run_dir / SLI_FILE
+    sli_path = run_dir / SAMPLES_FILE
     if not sli_path.is_file():
         raise RunDirectoryError(f"{sli_path} not found: no SLI samples were recorded for this run")
     store = SliStore(sli_path)
     store.refresh()
     return store
-
-
-def _end_second(latest_t: int | None, now: float) -> int:
-    """The last second to judge: the newest sample's, unless it is stale."""
-    if latest_t is None or latest_t < now - STALE_AFTER_S:
-        return math.floor(now) - 1
-    return latest_t

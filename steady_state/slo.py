@@ -38,7 +38,7 @@ from typing import Annotated, ClassVar, Literal
 from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from steady_state.samples import (
+from inoculate.steady_state.samples import (
     HIST_HIGHEST_US,
     EndpointSecond,
     SliSample,

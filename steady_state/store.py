@@ -10,14 +10,20 @@ consumed, the rest is read again next time.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from pathlib import Path
 
-from steady_state.samples import SliSample, merge_samples
+from inoculate.steady_state.samples import SliSample, merge_samples
 
-__all__ = ["DEFAULT_RETENTION_S", "SliStore"]
+__all__ = ["DEFAULT_RETENTION_S", "STALE_AFTER_S", "SliStore", "last_judged_second"]
 
 DEFAULT_RETENTION_S = 3600
+# The merged sample of second t is normally in the store by t + 1.35 s. When the newest one
+# is older than this, the load died or the system is blackholed: the silent seconds are
+# judged as zero traffic, not hidden behind the last good window. The monitor and the probes
+# use this one threshold, so they can never judge the same second differently.
+STALE_AFTER_S = 2.5
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +120,10 @@ class SliStore:
         cutoff = self._latest_t - self.retention_s
         for t in [t for t in self._by_second if t <= cutoff]:
             del self._by_second[t]
+
+
+def last_judged_second(latest_t: int | None, now: float) -> int:
+    """The newest second to judge at Unix time ``now``: the newest sample's, or, when
+    samples stopped coming, the newest second whose sample is overdue (judged as silence)."""
+    overdue = math.floor(now - STALE_AFTER_S)
+    return overdue if latest_t is None else max(latest_t, overdue)

@@ -26,14 +26,21 @@ import docker
 import pytest
 from docker.errors import DockerException, NotFound
 
-from demo.shop_docker.image import image_tag
+from inoculate.demo.shop_docker.image import image_tag
 from tests.support import REPO
 
 RUN_LABEL = "inoculate.run"
 BUILD_SCRIPT = REPO / "deploy" / "docker" / "build_offline_image.py"
 # PID 1 that exits on SIGTERM (docker stop) and costs nothing while it waits.
 IDLE_COMMAND = ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
-SERVE_CATALOG = ["python3", "-m", "demo.shop_docker.serve", "catalog", "--instance", "probe"]
+SERVE_CATALOG = [
+    "python3",
+    "-m",
+    "inoculate.demo.shop_docker.serve",
+    "catalog",
+    "--instance",
+    "probe",
+]
 HEALTHCHECK = {
     "test": [
         "CMD",

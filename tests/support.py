@@ -101,7 +101,7 @@ class Workspace:
 
     def outstanding_faults(self) -> list[dict[str, Any]]:
         """Ledger entries injected and never reverted."""
-        from extensions.ledger import FaultLedger
+        from inoculate.faults.ledger import FaultLedger
 
         return [r.to_json() for r in FaultLedger(self.ledger).outstanding()]
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extensions.blast_radius import BlastRadiusError, allowed, select
+from inoculate.faults.blast_radius import allowed, select
+from inoculate.model.errors import BlastRadiusError
 
 names = st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=60, unique=True)
 counts = st.integers(min_value=1, max_value=100)

@@ -86,12 +86,13 @@ def test_failed_before_state_skips_the_method_and_exits_1(
         "    - type: probe\n"
         "      name: health\n"
         "      tolerance: {type: jsonpath, path: '$.met', expect: true}\n"
-        "      provider: {type: python, module: steady_state.probes, func: http_healthy,\n"
+        "      provider: {type: python, module: inoculate.steady_state.probes,\n"
+        "                 func: http_healthy,\n"
         "                 arguments: {url: 'http://127.0.0.1:9/health', timeout_s: 0.5}}\n"
         "method:\n"
         "  - type: action\n"
         "    name: would-freeze\n"
-        "    provider: {type: python, module: extensions.process, func: freeze,\n"
+        "    provider: {type: python, module: inoculate.extensions.process, func: freeze,\n"
         f"               arguments: {{pattern: 'never-{os.getpid()}-x'}}}}\n"
     )
     result = workspace.run("run", str(experiment))

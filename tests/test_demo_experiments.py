@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.run_experiments import expected_verdict
-from steady_state.samples import SliSample
+from inoculate.demo.run_experiments import expected_verdict
+from inoculate.steady_state.samples import SliSample
 from tests.support import EXPERIMENTS, CliResult, Workspace, assert_no_fault_remains
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def test_catalog_kill_with_self_healing_holds(workspace: Workspace) -> None:
     assert summary["status"] == "passed"
     assert all(slo["met"] for slo in summary["slos"])
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.process:kill"
+    assert fault["kind"] == fault["fault"] == "process:kill"
     assert fault["target"] == {"service": "catalog"}
     # The kill really happened: the supervisor restarted the catalog under a new pid.
     kill_output = result.journal()["run"][0]["output"]
@@ -66,7 +66,7 @@ def test_orders_freeze_with_timeouts_and_fallback_holds(workspace: Workspace) ->
     assert result.code == 0, result.stdout + result.stderr
     assert summary["status"] == "passed"
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.process:freeze"
+    assert fault["kind"] == fault["fault"] == "process:freeze"
     # The freeze lasted its five seconds and was reverted by the action itself.
     assert 4.9 <= fault["reverted_at"] - fault["injected_at"] <= 7
     assert_no_fault_remains(workspace, summary)
@@ -101,5 +101,5 @@ def test_network_experiments_give_their_announced_verdict(workspace: Workspace, 
     assert result.summary()["status"] == expected, result.stdout + result.stderr
     assert result.code == {"passed": 0, "failed": 1}[expected]
     [fault] = result.summary()["faults"]
-    assert fault["fault"].startswith("extensions.network:")
+    assert fault["fault"].startswith("toxiproxy:")
     assert_no_fault_remains(workspace, result.summary())

@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from demo.shop.breaker import BreakerState, CircuitBreaker, NoBreaker
-from demo.shop.client import (
+from inoculate.demo.shop.breaker import BreakerState, CircuitBreaker, NoBreaker
+from inoculate.demo.shop.client import (
     ShopControlError,
     ShopHandle,
     ShopStartError,
@@ -38,12 +38,12 @@ from demo.shop.client import (
     start_instance,
     start_shop,
 )
-from demo.shop.gateway import OUTBOX_FILE_NAME
-from demo.shop.knobs import ShopKnobs
-from demo.shop.orders import DB_FILE_NAME
-from demo.shop.processes import child_env, module_command
-from demo.shop.state import ShopState
-from demo.shop.upstream import UpstreamFailure, UpstreamPool, upstream_session
+from inoculate.demo.shop.gateway import OUTBOX_FILE_NAME
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.orders import DB_FILE_NAME
+from inoculate.demo.shop.processes import child_env, module_command
+from inoculate.demo.shop.state import ShopState
+from inoculate.demo.shop.upstream import UpstreamFailure, UpstreamPool, upstream_session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
@@ -438,7 +438,11 @@ def test_knobs_are_frozen_and_documented() -> None:
 def test_supervisor_refuses_bad_knobs_naming_the_field(tmp_path: Path) -> None:
     result = subprocess.run(
         module_command(
-            "demo.shop", "--state-dir", str(tmp_path), "--knobs-json", '{"catalog_replicas": 12}'
+            "inoculate.demo.shop",
+            "--state-dir",
+            str(tmp_path),
+            "--knobs-json",
+            '{"catalog_replicas": 12}',
         ),
         capture_output=True,
         text=True,
@@ -528,7 +532,17 @@ def test_upstream_pool_retries_fails_over_times_out_and_breaks() -> None:
     asyncio.run(scenario())
 
 
-def test_children_find_the_demo_package_from_any_directory() -> None:
-    assert str(REPO_ROOT) in child_env()["PYTHONPATH"].split(os.pathsep)
-    assert module_command("demo.shop")[:2] == [sys.executable, "-m"]
+def test_children_find_the_demo_package_from_any_directory(tmp_path: Path) -> None:
+    assert module_command("inoculate.demo.shop")[:2] == [sys.executable, "-m"]
+    child = subprocess.run(
+        module_command("inoculate.demo.shop", "--help"),
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child_env()["PYTHONUNBUFFERED"] == "1"
     assert json.loads(ShopKnobs().model_dump_json())["restart"] is True

@@ -1,8 +1,9 @@
 """Every Docker fault and its rollback, against a real dockerd (see tests/docker_support.py).
 
-Each test drives ``extensions.docker`` with a private ledger, checks the effect through the
-daemon (and the cgroup where that is the ground truth), then checks that the rollback — or
-the ledger's reverter alone, as ``inoculate recover`` uses it — undid exactly the fault.
+Each test drives ``inoculate.extensions.docker`` with a private ledger, checks the effect
+through the daemon (and the cgroup where that is the ground truth), then checks that the
+rollback — or the ledger's reverter alone, as ``inoculate recover`` uses it — undid exactly
+the fault.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from extensions import docker as faults
-from extensions.docker_engine import UNLIMITED_MEMORY
-from extensions.faults import FaultError, revert_outstanding
-from extensions.ledger import FaultLedger
+from inoculate.extensions import docker as faults
+from inoculate.extensions.docker.engine import UNLIMITED_MEMORY
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import revert_outstanding
+from inoculate.model.errors import FaultError
 from tests.docker_support import (
     HEALTHCHECK,
     IDLE_COMMAND,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from extensions.docker_engine import UNLIMITED_MEMORY
+from inoculate.extensions.docker.engine import UNLIMITED_MEMORY
 from tests.docker_support import (
     DockerRun,
     docker_client_fixture,  # noqa: F401  (fixture)

@@ -38,7 +38,7 @@ def test_the_restart_policy_heals_a_crashed_catalog(workspace: Workspace) -> Non
     assert result.code == 0, result.stdout + result.stderr
     assert summary["status"] == "passed" and all(slo["met"] for slo in summary["slos"])
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.docker:kill"
+    assert fault["kind"] == fault["fault"] == "docker:kill"
     assert fault["target"]["service"] == "catalog"
     crash, restarts = result.journal()["run"]
     assert crash["output"]["via"] == "host" and crash["output"]["selection"]["seed"] >= 0
@@ -64,9 +64,9 @@ def test_without_a_restart_policy_the_crash_fails_the_run(workspace: Workspace) 
 
 
 def test_the_docker_shop_as_a_system_and_process_faults_on_it(tmp_path: Path) -> None:
-    from demo.shop_docker.system import DockerShopState
-    from extensions import process
-    from extensions.systems import embedded_system
+    from inoculate.demo.shop_docker.system import DockerShopState
+    from inoculate.extensions import process
+    from inoculate.systems.registry import embedded_system
 
     system = embedded_system("shop-docker")
     state_dir = tmp_path / "system"
@@ -102,7 +102,7 @@ def test_the_docker_shop_as_a_system_and_process_faults_on_it(tmp_path: Path) ->
 def test_supervisor_knobs_are_refused_in_the_docker_shop() -> None:
     from pydantic import ValidationError
 
-    from demo.shop_docker.knobs import DockerShopKnobs
+    from inoculate.demo.shop_docker.knobs import DockerShopKnobs
 
     with pytest.raises(ValidationError, match="restart_policy"):
         DockerShopKnobs.model_validate({"restart": False})

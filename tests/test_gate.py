@@ -27,7 +27,7 @@ steady-state-hypothesis:
 method:
   - type: action
     name: freeze-sleeper
-    provider: {{type: python, module: extensions.process, func: freeze,
+    provider: {{type: python, module: inoculate.extensions.process, func: freeze,
                 arguments: {{pattern: "${{sleeper_pattern}}"}}}}
     pauses: {{after: 0.2}}
 {rollbacks}"""
@@ -35,7 +35,7 @@ THAW = """\
 rollbacks:
   - type: action
     name: thaw-sleeper
-    provider: {type: python, module: extensions.process, func: thaw,
+    provider: {type: python, module: inoculate.extensions.process, func: thaw,
                arguments: {pattern: "${sleeper_pattern}"}}
 """
 

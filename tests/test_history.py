@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from reports.errors import HistoryError
-from reports.history import History, default_history_path
-from reports.model import RunReport, build_run_report
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run
+from inoculate.model.errors import HistoryError
+from inoculate.reports.history import History, default_history_path
+from inoculate.reports.model import RunReport, build_run_report
 from tests.support import REPO
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 SLOS = [
     {"name": "avail", "sli": "availability", "endpoint": "GET /", "objective": 99.0, "window_s": 5},
@@ -51,7 +51,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunReport]:
 def _as(report: RunReport, run_id: str, started_at: float) -> RunReport:
     run = dataclasses.replace(
         report.run,
-        summary={**report.run.summary, "run_id": run_id},
+        summary=report.run.summary.model_copy(update={"run_id": run_id}),
         journal={**report.run.journal, "start": started_at},
     )
     return dataclasses.replace(report, run=run)
@@ -87,14 +87,14 @@ def test_recording_a_run_again_replaces_it(tmp_path: Path, reports: dict[str, Ru
 
 
 def _writer(path: str, report_json: str, worker: int, count: int) -> None:
-    from reports.history import History
-    from reports.model import build_run_report
+    from inoculate.reports.history import History
+    from inoculate.reports.model import build_run_report
 
     report = build_run_report(Path(report_json))
     history = History(Path(path))
     for i in range(count):
         run = dataclasses.replace(
-            report.run, summary={**report.run.summary, "run_id": f"w{worker}-{i}"}
+            report.run, summary=report.run.summary.model_copy(update={"run_id": f"w{worker}-{i}"})
         )
         history.record_run(dataclasses.replace(report, run=run))
 

@@ -30,9 +30,10 @@ from chaosk8s.pod.actions import terminate_pods
 from kubernetes import config as kube_config
 from kubernetes import utils
 
-from extensions import kubernetes as k8s
-from extensions.faults import FaultError, revert_outstanding
-from extensions.ledger import FaultLedger
+from inoculate.extensions import kubernetes as k8s
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import revert_outstanding
+from inoculate.model.errors import FaultError
 from tests.kubernetes_emulator import (
     DEPLOYMENTS,
     NETWORK_POLICIES,
@@ -211,7 +212,7 @@ def test_pod_kill_rollback_waits_until_the_deployment_is_ready_again(cluster: Cl
         waited = time.monotonic() - started
     assert 0.4 < waited < 10, waited  # it waited for the controller, and not for nothing
     assert len(controller.recreated) == 2 and not set(killed) & set(cluster.pods())
-    assert [o["fault"] for o in result["reverted"]] == ["extensions.kubernetes:kill_pods"]
+    assert [o["fault"] for o in result["reverted"]] == ["kubernetes:kill_pods"]
     assert result["deployments"][0]["met"] and result["deployments"][0]["ready_pods"] == 3
     assert cluster.ledger.outstanding() == []
 
@@ -357,7 +358,7 @@ def test_deployment_ready_counts_live_pods_not_only_a_lagging_status(cluster: Cl
 CRASHING_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    from extensions import kubernetes as k8s
+    from inoculate.extensions import kubernetes as k8s
     ns, ledger = sys.argv[1], sys.argv[2]
     configuration = {"inoculate_ledger": ledger}
     k8s.kill_pods("app=catalog", ns, count=1, ready_timeout_s=20, configuration=configuration)

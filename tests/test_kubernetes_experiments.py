@@ -115,7 +115,7 @@ def test_pod_kill_experiment_runs_against_the_fake(
     before = api_fake.names(PODS, shop_in_fake)
     result, summary = _run(workspace, "pod-kill-blast-radius.yaml", shop_in_fake)
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.kubernetes:kill_pods"
+    assert fault["kind"] == fault["fault"] == "kubernetes:kill_pods"
     killed = result.journal()["run"][0]["output"]
     assert len(killed["killed"]) == 1 and killed["candidates"] == 3  # 34 % of 3, rounded down
     assert isinstance(killed["seed"], int)
@@ -130,7 +130,7 @@ def test_scale_down_experiment_runs_against_the_fake(
 ) -> None:
     result, summary = _run(workspace, "deployment-scale-down.yaml", shop_in_fake)
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.kubernetes:scale_deployment"
+    assert fault["kind"] == fault["fault"] == "kubernetes:scale_deployment"
     assert result.journal()["run"][0]["output"]["original"] == 3
     assert api_fake.get(DEPLOYMENTS, shop_in_fake, "catalog")["spec"]["replicas"] == 3
     patches = [
@@ -146,7 +146,7 @@ def test_deny_ingress_experiment_runs_against_the_fake(
 ) -> None:
     result, summary = _run(workspace, "deny-ingress-orders.yaml", shop_in_fake)
     [fault] = summary["faults"]
-    assert fault["fault"] == "extensions.kubernetes:deny_ingress"
+    assert fault["kind"] == fault["fault"] == "kubernetes:deny_ingress"
     policy = result.journal()["run"][0]["output"]["policy"]
     created = api_fake.requests("POST", f"/namespaces/{shop_in_fake}/networkpolicies")
     deleted = api_fake.requests("DELETE", f"/namespaces/{shop_in_fake}/networkpolicies/{policy}")

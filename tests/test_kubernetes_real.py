@@ -24,9 +24,9 @@ from chaosk8s import create_k8s_api_client
 from chaosk8s.deployment.probes import deployment_available_and_healthy
 from kubernetes import client
 
-from extensions import kubernetes as k8s
-from extensions.faults import revert_outstanding
-from extensions.ledger import FaultLedger
+from inoculate.extensions import kubernetes as k8s
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import revert_outstanding
 from tests.support import REPO, Workspace, wait_for
 
 pytestmark = pytest.mark.real_cluster
@@ -114,7 +114,7 @@ def test_deny_ingress_cuts_orders_off_until_allowed_again(configuration: dict) -
 CRASHING_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    from extensions import kubernetes as k8s
+    from inoculate.extensions import kubernetes as k8s
     k8s.scale_deployment("catalog", 1, sys.argv[1], configuration={"inoculate_ledger": sys.argv[2]})
     os.kill(os.getpid(), signal.SIGKILL)
     """

@@ -12,9 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from extensions import process
-from extensions.faults import FaultError, read_timeline, revert_outstanding
-from extensions.ledger import FaultLedger, LedgerError
+from inoculate.extensions import process
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import read_timeline, revert_outstanding
+from inoculate.model.errors import FaultError
 from tests.support import kill_quietly, wait_for
 
 
@@ -44,8 +45,8 @@ def _configuration(tmp_path: Path) -> dict[str, str]:
 
 def test_record_is_durable_before_the_act_and_settled_after(tmp_path: Path) -> None:
     ledger = FaultLedger(tmp_path / "ledger.jsonl")
-    first = ledger.record("extensions.process", "freeze", {"pattern": "x"}, {"processes": []})
-    second = ledger.record("extensions.process", "freeze", {"pattern": "y"}, {"processes": []})
+    first = ledger.record("process:freeze", {"pattern": "x"}, {"processes": []})
+    second = ledger.record("process:freeze", {"pattern": "y"}, {"processes": []})
     assert [r.id for r in ledger.outstanding()] == [first.id, second.id]
     # A fresh reader (e.g. `inoculate recover` after a crash) sees the same records.
     assert [r.target for r in FaultLedger(ledger.path).outstanding()] == [
@@ -59,22 +60,38 @@ def test_record_is_durable_before_the_act_and_settled_after(tmp_path: Path) -> N
     assert ledger.path.read_text() == ""  # compacted once nothing is outstanding
 
 
-def test_a_torn_last_line_is_ignored_but_a_corrupt_middle_line_is_an_error(tmp_path: Path) -> None:
+def test_a_damaged_ledger_yields_every_valid_record_and_keeps_the_bad_lines(
+    tmp_path: Path,
+) -> None:
     ledger = FaultLedger(tmp_path / "ledger.jsonl")
-    kept = ledger.record("extensions.process", "freeze", {"pattern": "x"}, {})
+    kept = ledger.record("process:freeze", {"pattern": "x"}, {})
     with open(ledger.path, "a") as handle:
         handle.write('{"op": "inject", "id": "tor')  # the writer died mid-line
     assert [r.id for r in ledger.outstanding()] == [kept.id]
-    with open(ledger.path, "a") as handle:
-        handle.write("\n" + '{"op": "revert", "id": "x"}\n')
-    with pytest.raises(LedgerError, match="corrupt ledger line"):
-        ledger.outstanding()
+    later = ledger.record("process:freeze", {"pattern": "y"}, {})  # not glued onto the torn line
+    with open(ledger.path, "ab") as handle:
+        handle.write(
+            b"\xff\xfe not utf-8\n[1, 2]\n" + b'{"op": "inject", "kind": "process:kill"}\n'
+        )
+    assert [r.id for r in ledger.outstanding()] == [kept.id, later.id]
+    assert [str(problem).split(" (")[0] for problem in ledger.problems] == [
+        "line 2: not JSON",
+        "line 4: not UTF-8",
+        "line 5: not a JSON object",
+        "line 6: not a fault record",
+    ]
+    ledger.resolve(kept.id)
+    ledger.resolve(later.id)
+    assert ledger.path.read_text() == ""  # settled: compacted ...
+    kept_aside = ledger.quarantine_path.read_bytes().splitlines()  # ... the bad lines kept aside
+    assert kept_aside[0] == b'{"op": "inject", "id": "tor'
+    assert len(kept_aside) == 4
 
 
 def _record_many(path: str, count: int) -> None:
     ledger = FaultLedger(Path(path))
     for index in range(count):
-        record = ledger.record("m", "f", {"i": index}, {})
+        record = ledger.record("process:f", {"i": index}, {})
         if index % 2:
             ledger.resolve(record.id)
 
@@ -167,7 +184,8 @@ def test_the_runner_never_targets_itself(tmp_path: Path) -> None:
     # The only process whose command line carries the marker is the one injecting the fault.
     marker = f"inoculate-self-{uuid.uuid4().hex}"
     script = (
-        "import sys; from extensions import process; from extensions.faults import FaultError\n"
+        "import sys; from inoculate.extensions import process\n"
+        "from inoculate.model.errors import FaultError\n"
         "try:\n"
         f"    process.freeze(pattern=sys.argv[1], configuration={_configuration(tmp_path)!r})\n"
         "except FaultError as exc:\n"

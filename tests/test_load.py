@@ -20,15 +20,10 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from extensions.load import (
-    LoadError,
-    LoadSpec,
-    LocustFailedError,
-    LocustLoad,
-    SecondMerger,
-    locust_command,
-)
-from steady_state.samples import EndpointSecond, SliSample, decode_histogram
+from inoculate.load.driver import LocustLoad, SecondMerger, locust_command
+from inoculate.load.spec import LoadSpec
+from inoculate.model.errors import LoadError, LocustFailedError
+from inoculate.steady_state.samples import EndpointSecond, SliSample, decode_histogram
 
 SHOP_LOCUSTFILE = Path(__file__).resolve().parents[1] / "experiments" / "shop" / "locustfile.py"
 SHOP_ENDPOINTS = {"GET /products", "GET /products/{id}", "POST /orders", "GET /orders/{id}"}
@@ -206,7 +201,7 @@ def test_locust_command_forks_only_with_several_processes(tmp_path: Path) -> Non
     single = locust_command(spec(max_duration_s=12.5), "http://127.0.0.1:1", log)
     assert "--processes" not in single
     assert single[single.index("--run-time") + 1] == "13s"
-    plugin = SHOP_LOCUSTFILE.parents[2] / "extensions" / "locust_plugin.py"
+    plugin = SHOP_LOCUSTFILE.parents[2] / "inoculate" / "load" / "locust_plugin.py"
     assert single[single.index("-f") + 1] == f"{SHOP_LOCUSTFILE},{plugin}"
     forked = locust_command(
         spec(processes=3, tags=["browse"], user_classes=["Browser"]), "http://h", log, 5600
@@ -427,7 +422,7 @@ def test_locust_is_stopped_when_the_runner_exits_without_stop(
     runner = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from extensions.load import LoadSpec, LocustLoad\n"
+        "from inoculate.load.driver import LocustLoad\nfrom inoculate.load.spec import LoadSpec\n"
         f"spec = LoadSpec(locustfile={str(SHOP_LOCUSTFILE)!r}, users=2, spawn_rate=10)\n"
         "load = LocustLoad()\n"
         f"load.start(spec, {server.url!r}, Path({str(tmp_path / 'run')!r}))\n"

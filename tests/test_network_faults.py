@@ -1,4 +1,5 @@
-"""The network activities (``extensions.network``) against our proxy server, with a real ledger."""
+"""The Toxiproxy activities (``inoculate.extensions.toxiproxy``) against our proxy server, with
+a real ledger."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from extensions import network
-from extensions.faults import revert_outstanding
-from extensions.ledger import FaultLedger
-from extensions.netproxy import start_server_process
+from inoculate.extensions import toxiproxy as network
+from inoculate.extensions.toxiproxy import actions as toxiproxy_actions
+from inoculate.extensions.toxiproxy import client
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import revert_outstanding
+from inoculate.toxiproxy_server import start_server_process
 from tests.test_toxiproxy_server import Api, _echo, _TcpServer, connect, round_trip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +59,7 @@ def test_add_latency_records_then_acts_and_remove_toxic_reverts(
 ) -> None:
     address = api.proxy("svc-0", echo_port)
     api.proxy("svc-1", echo_port)
-    real_call = network._call
+    real_call = toxiproxy_actions.call
     recorded_before_acting: list[bool] = []
 
     def spying_call(api_url: str, method: str, path: str, body: object = None) -> object:
@@ -64,7 +67,7 @@ def test_add_latency_records_then_acts_and_remove_toxic_reverts(
             recorded_before_acting.append(bool(_ledger(configuration).outstanding()))
         return real_call(api_url, method, path, body)
 
-    monkeypatch.setattr(network, "_call", spying_call)
+    monkeypatch.setattr(toxiproxy_actions, "call", spying_call)
     result = network.add_latency("svc-*", latency_ms=120, configuration=configuration)
     assert result["proxies"] == ["svc-0", "svc-1"]
     assert recorded_before_acting == [True, True]
@@ -84,13 +87,13 @@ def test_a_toxic_name_taken_by_someone_else_is_refused_before_anything(
 ) -> None:
     api.proxy("taken", echo_port)
     api.toxic("taken", type="latency", attributes={"latency": 1})  # added by hand
-    with pytest.raises(network.NetworkFaultError, match="already have a toxic"):
+    with pytest.raises(client.NetworkFaultError, match="already have a toxic"):
         network.add_latency("taken", latency_ms=50, configuration=configuration)
     assert _ledger(configuration).outstanding() == []
 
 
 def test_unknown_proxy_names_the_known_ones(api: Api, configuration: dict[str, str]) -> None:
-    with pytest.raises(network.NetworkFaultError, match=r"no proxy matches 'ghost'.*known"):
+    with pytest.raises(client.NetworkFaultError, match=r"no proxy matches 'ghost'.*known"):
         network.add_toxic("ghost", "latency", configuration=configuration)
 
 
@@ -165,9 +168,9 @@ def test_a_toxic_whose_server_is_gone_reverts_as_gone(echo_port: int, tmp_path: 
 
 
 def test_api_url_comes_from_argument_configuration_or_system_state(tmp_path: Path) -> None:
-    assert network.api_url_from(None) == "http://127.0.0.1:8474"
-    assert network.api_url_from({"toxiproxy_url": "http://a:1"}, "http://b:2") == "http://b:2"
-    assert network.api_url_from({"toxiproxy_url": "http://a:1"}) == "http://a:1"
-    assert network.api_url_from({"toxiproxy_host": "h"}) == "http://h:8474"
+    assert client.api_url_from(None) == "http://127.0.0.1:8474"
+    assert client.api_url_from({"toxiproxy_url": "http://a:1"}, "http://b:2") == "http://b:2"
+    assert client.api_url_from({"toxiproxy_url": "http://a:1"}) == "http://a:1"
+    assert client.api_url_from({"toxiproxy_host": "h"}) == "http://h:8474"
     (tmp_path / "state.json").write_text(json.dumps({"toxiproxy_url": "http://shop:9"}))
-    assert network.api_url_from({"inoculate_system_dir": str(tmp_path)}) == "http://shop:9"
+    assert client.api_url_from({"inoculate_system_dir": str(tmp_path)}) == "http://shop:9"

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from extensions import kernel_network
-from extensions.faults import revert_outstanding
-from extensions.ledger import FaultLedger
+from inoculate.extensions import host_network as kernel_network
+from inoculate.extensions.host_network import kernel
+from inoculate.faults.ledger import FaultLedger
+from inoculate.faults.protocol import revert_outstanding
 
 
 def _require_root_and_iptables() -> None:
@@ -124,7 +125,7 @@ def test_bad_partition_arguments_are_refused_before_anything(
         ({"port": 0}, "port"),
         ({"port": 80, "host": "shop.example"}, "IP address"),
     ):
-        with pytest.raises(kernel_network.KernelFaultError, match=message):
+        with pytest.raises(kernel.KernelFaultError, match=message):
             kernel_network.partition(configuration=configuration, **kwargs)  # type: ignore[arg-type]
     assert FaultLedger(Path(configuration["inoculate_ledger"])).outstanding() == []
 
@@ -141,12 +142,12 @@ def test_netem_is_detected_and_missing_netem_is_a_clear_error(
     _require_root_and_iptables()
     if shutil.which("tc") is None:
         pytest.fail("tc (iproute2) is missing on a root machine")
-    support = kernel_network.netem_support()
+    support = kernel.netem_support()
     before = _qdiscs("lo")
     assert _qdiscs("lo") == before  # the probe ran in a throwaway namespace
     if support.available:
         return  # netem present: applying it would slow every loopback user of this machine
-    with pytest.raises(kernel_network.KernelFeatureMissing, match="netem") as error:
+    with pytest.raises(kernel.KernelFeatureMissing, match="netem") as error:
         kernel_network.add_netem("lo", delay_ms=100, configuration=configuration)
     assert "CONFIG_NET_SCH_NETEM" in str(error.value)
     assert _qdiscs("lo") == before  # nothing half-applied

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from demo.shop.client import ShopHandle, start_shop
-from demo.shop.knobs import ShopKnobs
-from extensions import network
+from inoculate.demo.shop.client import ShopHandle, start_shop
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.extensions import toxiproxy as network
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from typing import Any
 import psutil
 import pytest
 
-from demo.shop.client import read_state, start_shop
-from demo.shop.knobs import ShopKnobs
-from extensions import process
-from extensions.ledger import FaultLedger
+from inoculate.demo.shop.client import read_state, start_shop
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.extensions import process
+from inoculate.faults.ledger import FaultLedger
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from junitparser import Failure, JUnitXml, Skipped
 
-from reports.model import build_run_report
-from reports.series import load_series
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run
-from steady_state.samples import decode_histogram, new_histogram
-from steady_state.slo import LatencySlo, evaluate_slo
-from steady_state.store import SliStore
+from inoculate.reports.model import build_run_report
+from inoculate.reports.series import load_series
+from inoculate.steady_state.samples import decode_histogram, new_histogram
+from inoculate.steady_state.slo import LatencySlo, evaluate_slo
+from inoculate.steady_state.store import SliStore
 from tests.support import REPO
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 ENDPOINTS = {
     "GET /products": Behaviour(rps=80, latency_ms=25),
@@ -237,7 +237,7 @@ def test_report_writes_every_format_per_run_and_a_suite_that_links_them(written:
 
 
 def test_json_reports_follow_their_versioned_schema(written: Path) -> None:
-    from reports.json_report import load_schema
+    from inoculate.reports.json_report import load_schema
 
     run = json.loads((written / "failed" / "report.json").read_text())
     jsonschema.Draft202012Validator(load_schema("run-report")).validate(run)
@@ -403,7 +403,7 @@ def test_an_undecodable_histogram_is_named_and_exits_2(failed_run: Path, tmp_pat
 
 
 def test_the_public_api_is_what_was_meant() -> None:
-    import reports
+    import inoculate.reports as reports
 
     assert set(reports.__all__) == {
         "FORMATS",

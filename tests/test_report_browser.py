@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reports.publish import publish_run
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run
+from inoculate.reports.publish import publish_run
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 FAIL_RED = (0xB4, 0x23, 0x18)  # .badge.failed
 PASS_GREEN = (0x1A, 0x7F, 0x37)  # .badge.passed

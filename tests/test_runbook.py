@@ -18,11 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reports.errors import RunbookError
-from reports.model import RunReport, build_run_report
-from reports.runbook import begin_marker, end_marker, replace_section, runbook_key, update_runbook
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run
+from inoculate.model.errors import RunbookError
+from inoculate.reports.model import RunReport, build_run_report
+from inoculate.reports.runbook import (
+    begin_marker,
+    end_marker,
+    replace_section,
+    runbook_key,
+    update_runbook,
+)
 from tests.support import REPO, Workspace
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 MARKER = b"<!-- inoculate:"
 
@@ -134,8 +140,8 @@ def test_updates_are_atomic_keep_the_mode_and_leave_no_temporary_file(
 def _update(path: str, run_dir: str, title: str, rounds: int) -> None:
     import dataclasses
 
-    from reports.model import build_run_report
-    from reports.runbook import update_runbook
+    from inoculate.reports.model import build_run_report
+    from inoculate.reports.runbook import update_runbook
 
     report = build_run_report(Path(run_dir))
     run = dataclasses.replace(
@@ -182,13 +188,13 @@ steady-state-hypothesis:
 method:
   - type: action
     name: freeze-sleeper
-    provider: {{type: python, module: extensions.process, func: freeze,
+    provider: {{type: python, module: inoculate.extensions.process, func: freeze,
                 arguments: {{pattern: "${{sleeper_pattern}}"}}}}
     pauses: {{after: 0.3}}
 rollbacks:
   - type: action
     name: thaw-sleeper
-    provider: {{type: python, module: extensions.process, func: thaw,
+    provider: {{type: python, module: inoculate.extensions.process, func: thaw,
                 arguments: {{pattern: "${{sleeper_pattern}}"}}}}
 """
 

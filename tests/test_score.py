@@ -9,16 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports.model import build_run_report
-from reports.score import FaultOutcome, ScoreInput, SloOutcome, score_run, suite_score
-from reports.synthetic import Behaviour, SyntheticFault, write_synthetic_run
+from inoculate.reports.model import build_run_report
+from inoculate.reports.outcomes import FaultOutcome, SloOutcome
+from inoculate.reports.score import ScoreInput, score_run, suite_score
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 AVAILABILITY = SloOutcome("avail", "availability", 99.0, ">=", "%", "GET /products")
 LATENCY = SloOutcome("latency", "latency", 300.0, "<=", "ms", "GET /products")
 THROUGHPUT = SloOutcome("rps", "throughput", 40.0, ">=", "req/s", "GET /products")
 KILL = FaultOutcome(
     "SIGKILL service=catalog",
-    "extensions.process:kill",
+    "process:kill",
     "catalog",
     injected_at=1000.0,
     recovery_objective_s=5.0,
@@ -54,7 +55,7 @@ def worked_example() -> ScoreInput:
                 first_breach_at=1001.2,
                 after_fault_s=1.2,
                 fault="SIGKILL service=catalog",
-                fault_kind="extensions.process:kill",
+                fault_kind="process:kill",
                 target="catalog",
             ),
             dataclasses.replace(LATENCY, window_seconds=10, budget_consumed=0.5),

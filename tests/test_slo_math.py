@@ -7,8 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from steady_state.samples import EndpointSecond, SliSample, encode_histogram, new_histogram
-from steady_state.slo import (
+from inoculate.steady_state.samples import (
+    EndpointSecond,
+    SliSample,
+    encode_histogram,
+    new_histogram,
+)
+from inoculate.steady_state.slo import (
     NO_REQUESTS,
     AvailabilitySlo,
     LatencySlo,

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inoculate.journal import REDACTED, scrub, secret_values, write_json_atomic
-from inoculate.monitor import Evaluation, SloMonitor
-from inoculate.summary import RunFacts, summarize
-from steady_state.samples import EndpointSecond, SliSample, encode_histogram, new_histogram
-from steady_state.slo import AvailabilitySlo, evaluate_all
-from steady_state.store import SliStore
+from inoculate.model.files import write_json_atomic
+from inoculate.model.secrets import REDACTED, scrub, secret_values
+from inoculate.session.summarize import RunFacts, summarize
+from inoculate.steady_state.monitor import Evaluation, SloMonitor
+from inoculate.steady_state.samples import (
+    EndpointSecond,
+    SliSample,
+    encode_histogram,
+    new_histogram,
+)
+from inoculate.steady_state.slo import AvailabilitySlo, evaluate_all
+from inoculate.steady_state.store import SliStore
 
 SLO = AvailabilitySlo(name="browse", endpoint="GET /p", objective=99.0, window_s=3)
 T0 = 1_000
@@ -49,8 +55,7 @@ def _fault(injected: float, reverted: float | None) -> list[dict]:  # type: igno
         {
             "op": "inject",
             "id": "f1",
-            "module": "extensions.process",
-            "fault": "kill",
+            "kind": "process:kill",
             "description": "SIGKILL service=catalog",
             "target": {"service": "catalog"},
             "at": injected,
@@ -67,7 +72,7 @@ def test_an_outage_in_the_method_fails_with_detection_and_recovery_times() -> No
         _second(T0 + i, 0 if 5 <= i <= 7 else 100, 100 if 5 <= i <= 7 else 0) for i in range(15)
     ]
     facts = _facts(samples, (T0 + 4.5, T0 + 12.0), _fault(T0 + 5.0, T0 + 12.5))
-    summary = summarize(facts)
+    summary = _summary(facts)
     assert summary["status"] == "failed" and summary["exit_code"] == 1
     [slo] = summary["slos"]
     assert slo["breached_during_method"] and slo["first_breach"]["t"] == T0 + 5
@@ -83,7 +88,7 @@ def test_recovery_after_the_rollback_is_measured_from_the_rollback() -> None:
     samples = [
         _second(T0 + i, 0 if 5 <= i <= 9 else 100, 100 if 5 <= i <= 9 else 0) for i in range(15)
     ]
-    summary = summarize(
+    summary = _summary(
         _facts(samples, (T0 + 4.5, T0 + 9.0), _fault(T0 + 5.0, T0 + 9.5), recovery_objective_s=1.0)
     )
     [fault] = summary["faults"]
@@ -96,7 +101,7 @@ def test_a_rollback_within_the_recovered_second_is_the_cause() -> None:
     samples = [
         _second(T0 + i, 0 if 5 <= i <= 9 else 100, 100 if 5 <= i <= 9 else 0) for i in range(15)
     ]
-    summary = summarize(_facts(samples, (T0 + 4.5, T0 + 9.0), _fault(T0 + 5.0, T0 + 10.3)))
+    summary = _summary(_facts(samples, (T0 + 4.5, T0 + 9.0), _fault(T0 + 5.0, T0 + 10.3)))
     [fault] = summary["faults"]
     assert (fault["recovered_at"], fault["recovered_by"]) == (T0 + 10, "rollback")
     assert fault["time_to_recover_s"] == 0.0
@@ -104,7 +109,7 @@ def test_a_rollback_within_the_recovered_second_is_the_cause() -> None:
 
 def test_a_breach_outside_the_method_does_not_fail_the_run() -> None:
     samples = [_second(T0 + i, 0 if i == 1 else 100, 100 if i == 1 else 0) for i in range(12)]
-    summary = summarize(_facts(samples, (T0 + 8.0, T0 + 11.0), []))
+    summary = _summary(_facts(samples, (T0 + 8.0, T0 + 11.0), []))
     assert summary["status"] == "passed" and summary["reasons"] == []
     assert summary["slos"][0]["breaches"]  # recorded all the same
 
@@ -112,14 +117,14 @@ def test_a_breach_outside_the_method_does_not_fail_the_run() -> None:
 def test_precedence_of_the_verdicts() -> None:
     samples = [_second(T0 + i, 100, 0) for i in range(5)]
     method = (T0 + 1.0, T0 + 3.0)
-    assert summarize(_facts(samples, method, [], hypothesis_before=False))["status"] == "failed"
-    failed_action = summarize(_facts(samples, method, [], failed_activities=["kill"]))
+    assert _summary(_facts(samples, method, [], hypothesis_before=False))["status"] == "failed"
+    failed_action = _summary(_facts(samples, method, [], failed_activities=["kill"]))
     assert failed_action["reasons"] == ["action failed: kill"]
-    interrupted = summarize(_facts(samples, method, [], interruption="SIGTERM received"))
+    interrupted = _summary(_facts(samples, method, [], interruption="SIGTERM received"))
     assert (interrupted["status"], interrupted["exit_code"]) == ("interrupted", 3)
-    aborted = summarize(_facts(samples, method, [], interruption="aborted: SLO breached"))
+    aborted = _summary(_facts(samples, method, [], interruption="aborted: SLO breached"))
     assert aborted["status"] == "aborted"
-    left = summarize(_facts(samples, method, [], faults_left=["SIGSTOP service=orders"]))
+    left = _summary(_facts(samples, method, [], faults_left=["SIGSTOP service=orders"]))
     assert left["status"] == "failed"
 
 
@@ -162,3 +167,8 @@ def test_the_journal_is_replaced_atomically(tmp_path: Path) -> None:
     write_json_atomic(path, {"n": 2})
     assert json.loads(path.read_text()) == {"n": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["journal.json"]  # no temporary file left
+
+
+def _summary(facts: RunFacts) -> dict:  # type: ignore[type-arg]
+    """The summary as summary.json holds it."""
+    return summarize(facts).to_json()

@@ -19,7 +19,7 @@ from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
-from extensions.netproxy import start_server_process
+from inoculate.toxiproxy_server import start_server_process
 from tests.test_toxiproxy_server import _echo, _TcpServer, connect, round_trip
 
 

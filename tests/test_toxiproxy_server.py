@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from extensions.netproxy import start_server_process
+from inoculate.toxiproxy_server import start_server_process
 
 TIMEOUT_S = 5.0
 
@@ -541,7 +541,7 @@ def test_listen_conflict_is_a_500_with_the_bind_error(api: Api, echo: int) -> No
 
 
 def test_the_package_exports_what_was_meant() -> None:
-    import extensions.netproxy as netproxy
+    import inoculate.toxiproxy_server as netproxy
 
     assert set(netproxy.__all__) == {
         "ROUTES", "TOXIC_TYPES", "VERSION", "ApiError", "Chunk", "ProxyServerError",
@@ -554,7 +554,7 @@ def test_the_package_exports_what_was_meant() -> None:
 
 
 def test_request_framer_cuts_exactly_at_request_boundaries() -> None:
-    from extensions.netproxy._http_toxics import RequestFramer
+    from inoculate.toxiproxy_server._http_toxics import RequestFramer
 
     stream = (
         b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -576,7 +576,7 @@ def test_request_framer_cuts_exactly_at_request_boundaries() -> None:
 
 
 def test_request_framer_passes_non_http_through() -> None:
-    from extensions.netproxy._http_toxics import RequestFramer
+    from inoculate.toxiproxy_server._http_toxics import RequestFramer
 
     framer = RequestFramer()
     pieces = framer.feed(b"\x16\x03\x01 not http at all\r\n\r\n") + framer.feed(b"more")

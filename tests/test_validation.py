@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inoculate.errors import ExperimentInvalid
-from inoculate.validation import validate_experiment
+from inoculate.experiment.validation import validate_experiment
+from inoculate.model.errors import ExperimentInvalid
 from tests.support import EXPERIMENTS, REPO, Workspace, processes_under
 
 INVALID = REPO / "tests" / "experiments" / "invalid"

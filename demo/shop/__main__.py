@@ -1,4 +1,4 @@
-"""``python -m demo.shop --state-dir DIR [--knobs-json JSON]``: run the shop's supervisor."""
+"""``python -m inoculate.demo.shop --state-dir DIR [--knobs-json JSON]``: the shop's supervisor."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import uvloop
 from pydantic import ValidationError
 
-from demo.shop.knobs import ShopKnobs
-from demo.shop.processes import die_with_parent
-from demo.shop.supervisor import run_supervisor
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.processes import die_with_parent
+from inoculate.demo.shop.supervisor import run_supervisor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the supervisor in the foreground; exit 0 on SIGTERM/SIGINT, 2 on bad knobs."""
-    parser = argparse.ArgumentParser(prog="python -m demo.shop", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m inoculate.demo.shop", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True, help="state.json, logs, stores")
     parser.add_argument("--knobs-json", default="{}", help="ShopKnobs as a JSON object")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """The catalog service: a fixed list of products, answered from precomputed bytes.
 
-``python -m demo.shop.catalog --port P --instance catalog-0`` (the supervisor runs it).
+``python -m inoculate.demo.shop.catalog --port P --instance catalog-0`` (the supervisor runs it).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from demo.shop.service import json_response, new_app, run_service, service_parser
+from inoculate.demo.shop.service import json_response, new_app, run_service, service_parser
 
 __all__ = ["PRODUCTS", "build_app", "main"]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from demo.shop.knobs import ShopKnobs
-from demo.shop.processes import child_env, module_command
-from demo.shop.state import (
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.processes import child_env, module_command
+from inoculate.demo.shop.state import (
     LOGS_DIR_NAME,
     STATE_FILE_NAME,
     InstanceState,
@@ -120,7 +120,11 @@ def start_shop(
     # A state.json left by an earlier shop would be read as this one's.
     (state_dir / STATE_FILE_NAME).unlink(missing_ok=True)
     command = module_command(
-        "demo.shop", "--state-dir", str(state_dir), "--knobs-json", knobs.model_dump_json()
+        "inoculate.demo.shop",
+        "--state-dir",
+        str(state_dir),
+        "--knobs-json",
+        knobs.model_dump_json(),
     )
     if tie_to_caller:
         command += ["--die-with-parent", str(os.getpid())]
@@ -248,6 +252,6 @@ def _shop_processes(state_dir: Path, supervisor_pid: int) -> list[psutil.Process
             with contextlib.suppress(psutil.Error):
                 process = psutil.Process(instance.pid)
                 # A dead instance's pid may have been recycled: only take a shop process.
-                if f"demo.shop.{instance.service}" in process.cmdline():
+                if f"inoculate.demo.shop.{instance.service}" in process.cmdline():
                     found[instance.pid] = process
     return list(found.values())

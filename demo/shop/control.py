@@ -11,8 +11,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from demo.shop.service import LOOPBACK, json_response
-from demo.shop.state import InstanceState, ShopState
+from inoculate.demo.shop.service import LOOPBACK, json_response
+from inoculate.demo.shop.state import InstanceState, ShopState
 
 __all__ = ["Controllable", "UnknownInstance", "build_control_app", "start_control_server"]
 

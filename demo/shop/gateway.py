@@ -1,10 +1,10 @@
 """The gateway: the shop's front door, in front of the catalog replicas and the orders service.
 
-``python -m demo.shop.gateway --port P --instance gateway-0 --state-dir DIR
+``python -m inoculate.demo.shop.gateway --port P --instance gateway-0 --state-dir DIR
 --catalog-url URL [--catalog-url URL ...] --orders-url URL --knobs-json JSON``.
 
 Its resilience (timeouts, retries, cache fallback, circuit breakers, the orders outbox)
-is set by :class:`~demo.shop.knobs.ShopKnobs`, which is what experiments switch.
+is set by :class:`~inoculate.demo.shop.knobs.ShopKnobs`, which is what experiments switch.
 """
 
 from __future__ import annotations
@@ -20,13 +20,18 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from demo.shop.breaker import Breaker, BreakerState, CircuitBreaker, NoBreaker
-from demo.shop.knobs import ShopKnobs
-from demo.shop.metrics import ServiceMetrics
-from demo.shop.orders_store import OrderRequest, describe_errors
-from demo.shop.outbox import IDEMPOTENCY_HEADER, Outbox, OutboxForwarder
-from demo.shop.service import json_response, new_app, run_service, service_parser
-from demo.shop.upstream import UpstreamFailure, UpstreamPool, UpstreamResponse, upstream_session
+from inoculate.demo.shop.breaker import Breaker, BreakerState, CircuitBreaker, NoBreaker
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.metrics import ServiceMetrics
+from inoculate.demo.shop.orders_store import OrderRequest, describe_errors
+from inoculate.demo.shop.outbox import IDEMPOTENCY_HEADER, Outbox, OutboxForwarder
+from inoculate.demo.shop.service import json_response, new_app, run_service, service_parser
+from inoculate.demo.shop.upstream import (
+    UpstreamFailure,
+    UpstreamPool,
+    UpstreamResponse,
+    upstream_session,
+)
 
 __all__ = ["OUTBOX_FILE_NAME", "GatewayConfig", "build_app", "main"]
 

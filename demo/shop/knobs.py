@@ -70,7 +70,8 @@ class ShopKnobs(BaseModel):
         False,
         description=(
             "Route the gateway's catalog traffic through a Toxiproxy-API proxy "
-            "(extensions.netproxy, one proxy per catalog replica, named like the replica) so "
+            "(inoculate.toxiproxy_server, one proxy per catalog replica, named like the "
+            "replica) so "
             "network faults can act between gateway and catalog; its API URL is published "
             "as toxiproxy_url in state.json."
         ),

@@ -1,6 +1,7 @@
-"""The shop's catalog proxy: ``extensions.netproxy`` (a Toxiproxy-API server) as a shop service.
+"""The shop's catalog proxy: ``inoculate.toxiproxy_server`` (a Toxiproxy-API server) as a
+shop service.
 
-``python -m demo.shop.netproxy --port P --instance netproxy-0 --config netproxy.json``
+``python -m inoculate.demo.shop.netproxy --port P --instance netproxy-0 --config netproxy.json``
 (the supervisor runs it when the ``catalog_proxy`` knob is on). The proxies come from the
 config file; faults then reach them through the API on port P (``toxiproxy_url``).
 """
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import uvloop
 
-from demo.shop.processes import die_with_parent
-from demo.shop.service import LOOPBACK, service_parser
+from inoculate.demo.shop.processes import die_with_parent
+from inoculate.demo.shop.service import LOOPBACK, service_parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -23,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    from extensions.netproxy import serve  # the framework's proxy, only when the knob is on
+    from inoculate.toxiproxy_server import serve  # the framework's proxy, only when the knob is on
 
     uvloop.run(serve(LOOPBACK, args.port, config=args.config))
 

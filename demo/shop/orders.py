@@ -1,6 +1,6 @@
 """The orders service: stores orders in its own SQLite file (WAL mode).
 
-``python -m demo.shop.orders --port P --instance orders-0 --state-dir DIR``.
+``python -m inoculate.demo.shop.orders --port P --instance orders-0 --state-dir DIR``.
 Routes: ``POST /orders`` (201 with the order; 200 with the existing one when the
 ``Idempotency-Key`` header was seen before), ``GET /orders/{id}``,
 ``GET /orders?idempotency_key=K`` (a list, for checks of exactly-once delivery).
@@ -14,8 +14,8 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from demo.shop.orders_store import OrderRequest, OrderStore, describe_errors
-from demo.shop.service import json_response, new_app, run_service, service_parser
+from inoculate.demo.shop.orders_store import OrderRequest, OrderStore, describe_errors
+from inoculate.demo.shop.service import json_response, new_app, run_service, service_parser
 
 __all__ = ["DB_FILE_NAME", "IDEMPOTENCY_HEADER", "build_app", "main"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 
-from demo.shop.upstream import UpstreamFailure, UpstreamPool
+from inoculate.demo.shop.upstream import UpstreamFailure, UpstreamPool
 
 __all__ = ["Outbox", "OutboxForwarder", "QueuedOrder"]
 

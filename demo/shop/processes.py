@@ -6,7 +6,6 @@ import ctypes
 import os
 import signal
 import sys
-from pathlib import Path
 
 __all__ = ["child_env", "die_with_parent", "module_command"]
 
@@ -36,12 +35,8 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def child_env() -> dict[str, str]:
-    """The environment for a shop child: ours, with the ``demo`` package importable."""
+    """The environment for a shop child: ours, unbuffered (``inoculate.demo`` is installed)."""
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
     # Unbuffered output: a child's last words must reach its log file even when it is killed.
     env["PYTHONUNBUFFERED"] = "1"
     return env

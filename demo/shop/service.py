@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 import uvloop
 from aiohttp import web
 
-from demo.shop.metrics import ServiceMetrics
-from demo.shop.processes import die_with_parent
+from inoculate.demo.shop.metrics import ServiceMetrics
+from inoculate.demo.shop.processes import die_with_parent
 
 __all__ = ["LOOPBACK", "json_response", "new_app", "run_service", "service_parser"]
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.knobs import ShopKnobs
 
 __all__ = [
     "LOGS_DIR_NAME",

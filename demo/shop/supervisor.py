@@ -23,11 +23,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from demo.shop.control import UnknownInstance, start_control_server
-from demo.shop.knobs import ShopKnobs
-from demo.shop.processes import child_env, module_command
-from demo.shop.service import LOOPBACK
-from demo.shop.state import (
+from inoculate.demo.shop.control import UnknownInstance, start_control_server
+from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.processes import child_env, module_command
+from inoculate.demo.shop.service import LOOPBACK
+from inoculate.demo.shop.state import (
     LOGS_DIR_NAME,
     InstanceState,
     InstanceStatus,
@@ -191,7 +191,7 @@ class Supervisor:
 
     async def _spawn(self, inst: _Instance) -> asyncio.subprocess.Process:
         command = module_command(
-            f"demo.shop.{inst.service}",
+            f"inoculate.demo.shop.{inst.service}",
             "--port", str(inst.port),
             "--instance", inst.instance,
             "--parent-pid", str(self._pid),

@@ -17,8 +17,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Counter
 
-from demo.shop.breaker import Breaker
-from demo.shop.service import json_response
+from inoculate.demo.shop.breaker import Breaker
+from inoculate.demo.shop.service import json_response
 
 __all__ = ["UpstreamFailure", "UpstreamPool", "UpstreamResponse", "upstream_session"]
 

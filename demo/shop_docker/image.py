@@ -18,12 +18,26 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = "/opt/shop"
 
 
-def image_files(root: Path = REPO_ROOT) -> list[Path]:
-    """The repository files copied into the image (relative to ``root``)."""
-    files = [Path("demo/__init__.py"), Path("demo/shop_docker/__init__.py")]
-    files.append(Path("demo/shop_docker/serve.py"))
-    files += sorted(p.relative_to(root) for p in (root / "demo" / "shop").glob("*.py"))
-    return files
+def image_files(root: Path = REPO_ROOT) -> list[tuple[Path, Path]]:
+    """The repository files copied into the image: (path in the repository, path under
+    :data:`APP_DIR`). The demo keeps its installed name there, ``inoculate.demo``, beside
+    the package's light ``__init__`` (it imports nothing); no other part of inoculate is in
+    the image."""
+    shop = sorted(
+        p.relative_to(root) for p in (root / "demo" / "shop").glob("*.py") if p.name != "system.py"
+    )
+    sources = [
+        Path("inoculate/__init__.py"),
+        Path("demo/__init__.py"),
+        Path("demo/shop_docker/__init__.py"),
+        Path("demo/shop_docker/serve.py"),
+        *shop,
+    ]
+    return [(source, _installed(source)) for source in sources]
+
+
+def _installed(source: Path) -> Path:
+    return source if source.parts[0] == "inoculate" else Path("inoculate") / source
 
 
 def build_inputs(root: Path = REPO_ROOT) -> list[Path]:
@@ -34,7 +48,8 @@ def build_inputs(root: Path = REPO_ROOT) -> list[Path]:
 def image_tag(root: Path = REPO_ROOT) -> str:
     """``inoculate/shop:<hash>`` of this checkout's image inputs."""
     digest = hashlib.sha256()
-    for relative in sorted({*image_files(root), *build_inputs(root)}):
+    inputs = {source for source, _ in image_files(root)} | set(build_inputs(root))
+    for relative in sorted(inputs):
         digest.update(str(relative).encode() + b"\0")
         digest.update((root / relative).read_bytes() + b"\0")
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.knobs import ShopKnobs
 
 __all__ = ["DockerShopKnobs"]
 

@@ -1,5 +1,5 @@
-"""``python -m demo.shop_docker.reaper --docker-host H SHOP_ID``: remove a Docker shop once
-the process that started it is gone.
+"""``python -m inoculate.demo.shop_docker.reaper --docker-host H SHOP_ID``: remove a Docker
+shop once the process that started it is gone.
 
 It blocks reading its stdin, a pipe whose only writer is the runner; the read returns at
 end-of-file — the runner closed the pipe (normal stop) or died (even by SIGKILL: the kernel
@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from demo.shop_docker.system import remove_shop
+from inoculate.demo.shop_docker.system import remove_shop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Wait for end-of-file on stdin, then remove the shop."""
-    parser = argparse.ArgumentParser(prog="python -m demo.shop_docker.reaper", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m inoculate.demo.shop_docker.reaper", description=__doc__
+    )
     parser.add_argument("shop_id")
     parser.add_argument("--docker-host", required=True)
     args = parser.parse_args(argv)

@@ -1,11 +1,11 @@
-"""``python3 -m demo.shop_docker.serve SERVICE --instance NAME [...]``: one shop service as
-the main process of a container.
+"""``python3 -m inoculate.demo.shop_docker.serve SERVICE --instance NAME [...]``: one shop
+service as the main process of a container.
 
-The services are the process flavour's own apps (``demo.shop.catalog``, ``orders``,
+The services are the process flavour's own apps (``inoculate.demo.shop.catalog``, ``orders``,
 ``gateway``); only the serving differs. Those bind 127.0.0.1 because the supervisor's
 children share the host's network; in a container the service must listen on the
 container's interface so that its peers on the Docker network reach it, hence this small
-runner instead of ``demo.shop.service.run_service``. SIGTERM (``docker stop``) stops it
+runner instead of ``inoculate.demo.shop.service.run_service``. SIGTERM (``docker stop``) stops it
 cleanly; a SIGKILL is a crash that Docker's restart policy answers.
 """
 
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from demo.shop.service import AppFactory, run_service
+from inoculate.demo.shop.service import AppFactory, run_service
 
 __all__ = ["PORT", "main"]
 
@@ -26,22 +26,22 @@ STATE_DIR = Path("/var/lib/shop")
 
 
 def _catalog(args: argparse.Namespace) -> AppFactory:
-    from demo.shop import catalog
+    from inoculate.demo.shop import catalog
 
     return lambda: catalog.build_app(args.instance)
 
 
 def _orders(args: argparse.Namespace) -> AppFactory:
-    from demo.shop import orders
-    from demo.shop.orders_store import OrderStore
+    from inoculate.demo.shop import orders
+    from inoculate.demo.shop.orders_store import OrderStore
 
     store = OrderStore(args.state_dir / orders.DB_FILE_NAME)
     return lambda: orders.build_app(args.instance, store)
 
 
 def _gateway(args: argparse.Namespace) -> AppFactory:
-    from demo.shop import gateway
-    from demo.shop.knobs import ShopKnobs
+    from inoculate.demo.shop import gateway
+    from inoculate.demo.shop.knobs import ShopKnobs
 
     config = gateway.GatewayConfig(
         args.instance,
@@ -63,7 +63,9 @@ CANCEL_ON_DISCONNECT = {"gateway"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m demo.shop_docker.serve", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python3 -m inoculate.demo.shop_docker.serve", description=__doc__
+    )
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--instance", required=True, help="instance name, e.g. catalog-0")
     parser.add_argument("--port", type=int, default=PORT)

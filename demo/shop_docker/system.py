@@ -34,10 +34,11 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 from pydantic import BaseModel
 
-from demo.shop_docker.image import APP_DIR, image_tag
-from demo.shop_docker.knobs import DockerShopKnobs
-from demo.shop_docker.serve import PORT
-from extensions.systems import EmbeddedSystemError, ServiceProcess
+from inoculate.demo.shop_docker.image import APP_DIR, image_tag
+from inoculate.demo.shop_docker.knobs import DockerShopKnobs
+from inoculate.demo.shop_docker.serve import PORT
+from inoculate.model.errors import EmbeddedSystemError
+from inoculate.systems.registry import ServiceProcess
 
 __all__ = ["DockerShop", "DockerShopState", "ShopDockerSystem", "remove_shop"]
 
@@ -53,7 +54,7 @@ HEALTH_COMMAND = (
     "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 "
     "&& head -c 12 <&3 | grep -q ' 200'"
 )
-SERVE_COMMAND = ("python3", "-m", "demo.shop_docker.serve")
+SERVE_COMMAND = ("python3", "-m", "inoculate.demo.shop_docker.serve")
 _STATES = {"created": "exited", "exited": "exited", "dead": "exited", "removing": "exited"}
 
 
@@ -244,7 +245,7 @@ def remove_shop(host: str, shop_id: str) -> list[str]:
 
 
 def _docker_host() -> str:
-    from extensions.docker_engine import docker_host
+    from inoculate.extensions.docker.engine import docker_host
 
     return docker_host()
 
@@ -261,7 +262,14 @@ def _require_image(client: docker.DockerClient, image: str) -> None:
 def _start_reaper(state_dir: Path, host: str, shop_id: str) -> subprocess.Popen[bytes]:
     with open(state_dir / "reaper.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "demo.shop_docker.reaper", "--docker-host", host, shop_id],
+            [
+                sys.executable,
+                "-m",
+                "inoculate.demo.shop_docker.reaper",
+                "--docker-host",
+                host,
+                shop_id,
+            ],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@
    a tarball in the cache directory, keyed by a hash of this script and the requirements.
 2. That tarball plus the shop's code under /opt/shop, streamed to ``docker import`` with
    the image's environment: ``inoculate/shop:<hash of the image inputs>`` (see
-   ``demo.shop_docker.image``). An existing image of that tag is reused.
+   ``inoculate.demo.shop_docker.image``). An existing image of that tag is reused.
 
 Needs root (debootstrap) and a reachable Debian mirror and PyPI on the first build only.
 For machines with a registry, ``deploy/docker/Dockerfile`` builds the same image.
@@ -34,12 +34,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+import docker
 
-import docker  # noqa: E402
+from inoculate.demo.shop_docker.image import APP_DIR, REPO_ROOT, image_files, image_tag
 
-from demo.shop_docker.image import APP_DIR, image_files, image_tag  # noqa: E402
+REPO = REPO_ROOT
 
 SUITE = "bookworm"  # python3.11: the version the wheels below are chosen for
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -58,7 +57,7 @@ IMAGE_CHANGES = [
     "ENV PYTHONUNBUFFERED=1",
     "ENV LANG=C.UTF-8",
     f"WORKDIR {APP_DIR}",
-    'CMD ["python3", "-m", "demo.shop_docker.serve", "--help"]',
+    'CMD ["python3", "-m", "inoculate.demo.shop_docker.serve", "--help"]',
 ]
 
 
@@ -144,15 +143,15 @@ def image_tarball(rootfs: Path, destination: Path) -> None:
     shutil.copyfile(rootfs, destination)
     with tarfile.open(destination, "a") as archive:
         app = Path(APP_DIR.strip("/"))
-        files = [app / relative for relative in image_files(REPO)]
+        files = {app / installed: REPO / source for source, installed in image_files(REPO)}
         present = {Path(name) for name in archive.getnames()}  # tar lists ./opt/ as opt
         wanted = {parent for f in files for parent in f.parents} - {Path(".")}
         for directory in sorted(wanted - present):
             info = tarfile.TarInfo(f"./{directory}")
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
             archive.addfile(info)
-        for path in files:
-            data = (REPO / path.relative_to(app)).read_bytes()
+        for path, source in files.items():
+            data = source.read_bytes()
             info = tarfile.TarInfo(f"./{path}")
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             archive.addfile(info, io.BytesIO(data))

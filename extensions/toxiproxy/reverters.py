@@ -1,0 +1,48 @@
+"""Undoing Toxiproxy faults from their ledger record alone (rollbacks and ``inoculate recover``).
+
+Registered as the ``toxiproxy`` fault family (entry-point group ``inoculate.faults``). A
+fault whose server no longer listens is gone with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from inoculate.extensions.toxiproxy.client import Refused, Unreachable, call, delete_toxic
+from inoculate.faults.ledger import LedgerRecord
+from inoculate.faults.protocol import Reverter
+
+__all__ = ["FAMILY", "REVERTERS", "revert_down", "revert_toxic"]
+
+FAMILY = "toxiproxy"
+
+
+def revert_toxic(record: LedgerRecord) -> str:
+    """Delete the recorded toxic from every recorded proxy."""
+    url, toxic = str(record.undo["api_url"]), str(record.undo["toxic"])
+    try:
+        removed = [p for p in record.undo["proxies"] if delete_toxic(url, str(p), toxic)]
+    except Unreachable:
+        return f"nothing listens at {url} any more: toxic {toxic} is gone with its proxies"
+    return f"removed toxic {toxic} from {removed}" if removed else f"toxic {toxic} already gone"
+
+
+def revert_down(record: LedgerRecord) -> str:
+    """Enable every recorded proxy again."""
+    url = str(record.undo["api_url"])
+    enabled = []
+    try:
+        for proxy in record.undo["proxies"]:
+            try:
+                call(url, "POST", f"/proxies/{proxy}", {"enabled": True})
+                enabled.append(proxy)
+            except Refused as exc:
+                if exc.status != 404:
+                    raise
+    except Unreachable:
+        return f"nothing listens at {url} any more: its proxies are gone"
+    return f"enabled {enabled}"
+
+
+REVERTERS: Mapping[str, Reverter] = MappingProxyType({"toxic": revert_toxic, "down": revert_down})

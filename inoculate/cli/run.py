@@ -1,0 +1,130 @@
+"""``inoculate run``: run one experiment; the exit code is its verdict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from inoculate.cli.options import (
+    history_path,
+    ledger_option,
+    parse_vars,
+    var_file_option,
+    var_option,
+)
+from inoculate.cli.output import console, errors
+from inoculate.model.errors import ExperimentInvalid, RunInterrupted
+from inoculate.model.layout import DEFAULT_RUNS_DIR
+from inoculate.model.status import ExitCode, RunStatus
+from inoculate.model.summary import FaultSummary, RunSummary
+
+__all__ = ["command", "print_summary"]
+
+
+@click.command("run")
+@click.argument("experiment", type=click.Path(path_type=Path))
+@var_option
+@var_file_option
+@click.option(
+    "--out",
+    "out_dir",
+    default=DEFAULT_RUNS_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Parent of run directories.",
+)
+@ledger_option
+@click.option(
+    "--report/--no-report",
+    default=True,
+    show_default=True,
+    help="Write the run's reports, history row and runbook feedback after the verdict.",
+)
+def command(
+    experiment: Path,
+    variables: tuple[str, ...],
+    var_files: tuple[str, ...],
+    out_dir: Path,
+    ledger: Path | None,
+    report: bool,
+) -> None:
+    """Run one experiment; the exit code is its verdict."""
+    from inoculate.modes.run import run_experiment_file
+
+    parsed_vars = parse_vars(variables)
+    try:
+        outcome = run_experiment_file(experiment, parsed_vars, var_files, out_dir, ledger)
+    except ExperimentInvalid as exc:
+        click.echo(f"{exc}\nnothing was started or injected", err=True)
+        sys.exit(ExitCode.INVALID)
+    except RunInterrupted as exc:
+        errors.print(f"interrupted before anything was injected: {exc.reason}")
+        sys.exit(ExitCode.INTERRUPTED)
+    print_summary(outcome.summary)
+    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+    if report:
+        publish_after_run(outcome.run_dir, experiment, ledger)  # never changes the exit code
+    sys.exit(outcome.exit_code)
+
+
+def publish_after_run(run_dir: Path, experiment: Path, ledger: Path | None = None) -> None:
+    """The report step of ``inoculate run``: reports into the run dir, history, runbook.
+
+    Never raises and never changes the run's exit code: a failure is printed on stderr.
+    """
+    try:
+        from inoculate.reports.publish import publish_run, runbook_feedback_enabled
+
+        published = publish_run(
+            run_dir,
+            experiment_path=experiment,
+            history_path=history_path(None, ledger),
+            runbook=runbook_feedback_enabled(),
+        )
+    except Exception as exc:  # the run's verdict stands whatever happens to its report
+        click.echo(f"report not written: {exc}", err=True)
+        return
+    html = published.files.get("html") or next(iter(published.files.values()), None)
+    click.echo(f"score: {published.report.score.value:g}/100  report: {html}")
+    if published.runbook is not None and published.runbook_changed:
+        click.echo(f"runbook updated: {published.runbook}")
+    for problem in published.problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+def print_summary(summary: RunSummary) -> None:
+    """The verdict as a table of SLOs, a line per fault, and the reasons."""
+    table = Table(title=summary.experiment or "", title_justify="left")
+    for column in ("SLO", "objective", "worst in method", "met", "first breach"):
+        table.add_column(column)
+    for slo in summary.slos:
+        first = slo.first_breach
+        worst = slo.worst_during_method
+        table.add_row(
+            slo.name,
+            f"{slo.comparison} {slo.objective:g}{slo.unit}",
+            "-" if worst is None else f"{worst:.4g}{slo.unit}",
+            "[green]yes[/green]" if slo.met else "[red]no[/red]",
+            f"+{first.after_method_start_s}s: {first.value_text}" if first else "",
+        )
+    if summary.slos:
+        console.print(table)
+    for fault in summary.faults:
+        console.print(
+            f"fault {fault.description or fault.kind}: {_fault_times(fault)}", highlight=False
+        )
+    colour = {RunStatus.PASSED: "green", RunStatus.FAILED: "red"}.get(summary.status, "yellow")
+    console.print(f"verdict: [bold {colour}]{summary.status.upper()}[/bold {colour}]")
+    for reason in summary.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+def _fault_times(fault: FaultSummary) -> str:
+    detect, recover = fault.time_to_detect_s, fault.time_to_recover_s
+    detected = f"detected in {detect:.2f}s" if detect is not None else "no SLO breach seen"
+    if recover is None:
+        return detected
+    return f"{detected}, recovered in {recover:.2f}s ({fault.recovered_by})"

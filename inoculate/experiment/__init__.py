@@ -1,0 +1,1 @@
+"""An experiment file: loading it, its ``inoculate`` block, validation before anything runs."""

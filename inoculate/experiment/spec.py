@@ -1,0 +1,165 @@
+"""The ``inoculate`` extension block of an experiment, as self-validating models.
+
+It sits in the experiment's standard ``extensions`` list, so the Chaos Toolkit carries it
+through untouched::
+
+    extensions:
+      - name: inoculate
+        system: {embedded: shop, knobs: {restart: true}}
+        load: {locustfile: locustfile.py, users: 50, spawn_rate: 50}
+        slos: [{name: browse-availability, sli: availability, endpoint: "GET /products",
+                objective: 99.0, window_s: 10}]
+        recovery_objective_s: 5
+        runbook: ../../runbooks/catalog.md
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from chaoslib import substitute
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from inoculate.load.spec import LoadSpec
+from inoculate.steady_state.slo import Slo
+from inoculate.systems.registry import embedded_system, system_names
+
+__all__ = [
+    "EXTENSION_NAME",
+    "InoculateSpec",
+    "SystemSpec",
+    "ValidationError",
+    "find_extension",
+    "parse_extension",
+    "substitute_block",
+]
+
+EXTENSION_NAME = "inoculate"
+
+
+class SystemSpec(BaseModel):
+    """The embedded system the run brings up, with its resilience knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    embedded: str = Field(description="name of an installed embedded system (e.g. shop)")
+    knobs: dict[str, Any] = Field(default_factory=dict, description="the system's resilience knobs")
+    start_timeout_s: float = Field(30.0, gt=0, le=600, description="how long start-up may take")
+
+    @field_validator("embedded")
+    @classmethod
+    def _known_system(cls, value: str) -> str:
+        if value not in system_names():
+            raise ValueError(f"expected one of {system_names()}, got {value!r}")
+        return value
+
+    @field_validator("knobs")
+    @classmethod
+    def _knobs_fit_the_system(cls, knobs: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Validated here, not at start-up, so a typo in a knob fails before anything runs.
+        name = info.data.get("embedded")
+        if name not in system_names():
+            return knobs
+        model = embedded_system(name).knobs_model
+        try:
+            model.model_validate(knobs)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                knob = ".".join(str(part) for part in error["loc"])
+                if error["type"] == "extra_forbidden":
+                    problems.append(
+                        f"unknown knob {knob!r}; expected one of {sorted(model.model_fields)}"
+                    )
+                else:
+                    problems.append(f"knob {knob!r}: {error['msg']} (got {error.get('input')!r})")
+            raise ValueError("; ".join(problems)) from None
+        return knobs
+
+    def knobs_model(self) -> BaseModel:
+        """Return the knobs parsed by the system's own knobs model."""
+        return embedded_system(self.embedded).knobs_model.model_validate(self.knobs)
+
+
+class InoculateSpec(BaseModel):
+    """What inoculate adds to a Chaos Toolkit experiment: system, load, SLOs and runbook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["inoculate"] = EXTENSION_NAME
+    system: SystemSpec | None = Field(None, description="embedded system to bring up")
+    load: LoadSpec | None = Field(None, description="Locust load that runs during the experiment")
+    slos: list[Slo] = Field(default_factory=list, description="service level objectives")
+    recovery_objective_s: float | None = Field(
+        None, gt=0, description="how fast SLIs must come back within objective after a fault"
+    )
+    runbook: str | None = Field(None, description="Markdown runbook that reports update")
+    on_breach: Literal["record", "abort"] = Field(
+        "record",
+        description="record: breaches during the method fail the run at the end; "
+        "abort: the first breach interrupts the run (rollbacks still run)",
+    )
+    weight: float = Field(
+        1.0, gt=0, le=1000, description="weight of this experiment in a suite's score (gate)"
+    )
+    settle_s: float = Field(
+        0.0, ge=0, le=600, description="seconds to keep observing after the rollbacks"
+    )
+
+    @field_validator("slos")
+    @classmethod
+    def _unique_names(cls, slos: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for slo in slos:
+            if slo.name in seen:
+                raise ValueError(f"SLO names must be unique; {slo.name!r} appears twice")
+            seen.add(slo.name)
+        return slos
+
+    @model_validator(mode="after")
+    def _slos_need_load(self) -> InoculateSpec:
+        if self.slos and self.load is None:
+            raise ValueError("`slos` are measured from the load: add a `load` section")
+        return self
+
+    def resolve_path(self, value: str, base_dir: Path) -> Path:
+        """Resolve a path of this block relative to the experiment's directory."""
+        path = Path(value)
+        return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def find_extension(experiment: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]] | None:
+    """Return the index and raw mapping of the experiment's ``inoculate`` extension, or None."""
+    for index, extension in enumerate(experiment.get("extensions") or []):
+        if isinstance(extension, Mapping) and extension.get("name") == EXTENSION_NAME:
+            return index, extension
+    return None
+
+
+def parse_extension(
+    experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None = None
+) -> InoculateSpec | None:
+    """Parse the ``inoculate`` extension (raises pydantic's ``ValidationError``), or None.
+
+    ``${name}`` forms are substituted from the configuration first, as chaoslib does for
+    activity arguments, so ``--var`` can set e.g. ``load.host``.
+    """
+    found = find_extension(experiment)
+    if found is None:
+        return None
+    return InoculateSpec.model_validate(substitute_block(found[1], configuration))
+
+
+def substitute_block(raw: Mapping[str, Any], configuration: Mapping[str, Any] | None) -> Any:
+    """Return the raw block with ``${name}`` replaced from ``configuration``."""
+    return substitute(dict(raw), dict(configuration or {}), {})

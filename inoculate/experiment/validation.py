@@ -1,0 +1,271 @@
+"""Load and validate an experiment before anything runs.
+
+Every problem becomes a :class:`FieldError` naming the field (``method[0] (kill-catalog)
+.provider.arguments.signal``) and what was expected; all problems of a file are reported
+together. Nothing is started, nothing is injected, until the whole experiment is valid.
+
+chaoslib's own validation stops at the first problem and does not say where it is, so we
+walk the activities ourselves, ask chaoslib about each one, and add what it does not
+check: the types of python arguments (from the function's annotations), our extension
+block, and SLO names referenced by probes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from chaoslib.activity import ensure_activity_is_valid
+from chaoslib.exceptions import ChaosException
+from chaoslib.experiment import ensure_experiment_is_valid
+from pydantic import TypeAdapter, ValidationError
+
+from inoculate.experiment.legacy import modernize
+from inoculate.experiment.spec import InoculateSpec, find_extension, substitute_block
+from inoculate.model.errors import ExperimentInvalid, FieldError
+
+__all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
+
+_PROBES_MODULE = "inoculate.steady_state.probes"
+_SLO_PROBES = {(_PROBES_MODULE, "slos_met"), (_PROBES_MODULE, "slo_met")}
+_INJECTED_PARAMETERS = {"configuration", "secrets"}
+
+
+class ValidatedExperiment(typing.NamedTuple):
+    """An experiment that passed validation, with its parsed extension block."""
+
+    path: Path
+    experiment: dict[str, Any]
+    spec: InoculateSpec | None
+    deprecations: tuple[str, ...] = ()
+
+
+def load_experiment_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or JSON experiment file into a mapping (raises :class:`ExperimentInvalid`)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ExperimentInvalid(
+            source, [FieldError("", f"cannot read file: {exc.strerror}")]
+        ) from exc
+    try:
+        is_json = Path(path).suffix.lower() == ".json"
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        error = FieldError("", f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}")
+        raise ExperimentInvalid(source, [error]) from exc
+    except yaml.YAMLError as exc:
+        raise ExperimentInvalid(source, [FieldError("", _yaml_message(exc))]) from exc
+    if not isinstance(data, dict):
+        error = FieldError("", f"expected a mapping at the top level, got {type(data).__name__}")
+        raise ExperimentInvalid(source, [error])
+    return data
+
+
+def validate_experiment(
+    path: Path, variables: Mapping[str, Any] | None = None
+) -> ValidatedExperiment:
+    """Load and fully validate an experiment file; raise :class:`ExperimentInvalid` listing
+    every problem found. ``variables`` are the run's ``--var`` values, used where the
+    experiment's ``inoculate`` block says ``${name}``."""
+    experiment, deprecations = modernize(load_experiment_file(path))
+    shape_errors = list(_shape_errors(experiment))
+    if shape_errors:
+        # Deeper checks (and chaoslib's) assume this shape: stop at the shape's problems.
+        raise ExperimentInvalid(str(path), shape_errors)
+    errors = list(_experiment_errors(experiment))
+    spec, spec_errors = _parse_spec(experiment, _static_configuration(experiment, variables))
+    errors.extend(spec_errors)
+    if spec is not None:
+        errors.extend(_slo_reference_errors(experiment, spec))
+    if not errors:
+        # chaoslib's checks as a last net (tolerances, controls, configuration, secrets).
+        try:
+            ensure_experiment_is_valid(experiment)
+        except ChaosException as exc:
+            errors.append(FieldError("", str(exc)))
+        except Exception as exc:  # chaoslib trips over shapes we did not foresee
+            errors.append(FieldError("", f"chaoslib cannot read this experiment: {exc!r}"))
+    if errors:
+        raise ExperimentInvalid(str(path), errors)
+    return ValidatedExperiment(Path(path), experiment, spec, tuple(deprecations))
+
+
+_SECTION_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "method": list,
+    "rollbacks": list,
+    "steady-state-hypothesis": Mapping,
+    "controls": list,
+    "configuration": Mapping,
+    "secrets": Mapping,
+    "extensions": list,
+    "tags": list,
+}
+
+
+def _shape_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
+    for key, shape in _SECTION_SHAPES.items():
+        value = experiment.get(key)
+        if key in experiment and not isinstance(value, shape):
+            kind = "a list" if shape is list else "a mapping"
+            if value is None:
+                yield FieldError(
+                    key, f"expected {kind}, got nothing (write [] or {{}}, or remove it)"
+                )
+            else:
+                yield FieldError(key, f"expected {kind}, got {type(value).__name__}")
+    hypothesis = experiment.get("steady-state-hypothesis")
+    if isinstance(hypothesis, Mapping) and not isinstance(hypothesis.get("probes", []), list):
+        yield FieldError("steady-state-hypothesis.probes", "expected a list of probes")
+
+
+def _experiment_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
+    for key in ("title", "description"):
+        if not isinstance(experiment.get(key), str) or not experiment.get(key):
+            yield FieldError(key, "expected a non-empty string")
+    if not isinstance(experiment.get("method"), list):
+        yield FieldError("method", "expected a list of activities (it may be empty)")
+    for location, activity in _activities(experiment):
+        yield from _activity_errors(location, activity)
+
+
+def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    hypothesis = experiment.get("steady-state-hypothesis") or {}
+    probes = hypothesis.get("probes") or []
+    for index, probe in enumerate(probes):
+        yield f"steady-state-hypothesis.probes[{index}]", probe
+    for section in ("method", "rollbacks"):
+        activities = experiment.get(section)
+        if isinstance(activities, list):
+            for index, activity in enumerate(activities):
+                yield f"{section}[{index}]", activity
+
+
+def _activity_errors(location: str, activity: Any) -> Iterator[FieldError]:
+    if not isinstance(activity, Mapping):
+        yield FieldError(location, f"expected an activity mapping, got {type(activity).__name__}")
+        return
+    if activity.get("ref"):
+        return
+    where = f"{location} ({activity.get('name', '?')})"
+    try:
+        ensure_activity_is_valid(dict(activity))
+    except ChaosException as exc:
+        yield FieldError(where, str(exc))
+        return
+    provider = activity.get("provider") or {}
+    if provider.get("type") == "python":
+        yield from _argument_type_errors(where, provider)
+
+
+def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
+    func = getattr(importlib.import_module(provider["module"]), provider["func"])
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations: chaoslib already bound the names
+        return
+    parameters = inspect.signature(func).parameters
+    for name, value in (provider.get("arguments") or {}).items():
+        if name in _INJECTED_PARAMETERS or name not in hints or name not in parameters:
+            continue
+        if isinstance(value, str) and "${" in value:
+            continue  # substituted from configuration at run time
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            expected = _type_name(hints[name])
+            problem = exc.errors()[0]["msg"]
+            yield FieldError(
+                f"{where}.provider.arguments.{name}",
+                f"expected {expected}, got {value!r} ({problem})",
+            )
+
+
+def _static_configuration(
+    experiment: Mapping[str, Any], variables: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    # Values that come from the environment or a vault are only known at run time.
+    declared = experiment.get("configuration") or {}
+    static = {k: v for k, v in declared.items() if not isinstance(v, Mapping)}
+    return {**static, **(variables or {})}
+
+
+def _parse_spec(
+    experiment: Mapping[str, Any], configuration: Mapping[str, Any]
+) -> tuple[InoculateSpec | None, list[FieldError]]:
+    found = find_extension(experiment)
+    if found is None:
+        return None, []
+    index, raw = found
+    try:
+        return InoculateSpec.model_validate(substitute_block(raw, configuration)), []
+    except ValidationError as exc:
+        return None, [_pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()]
+
+
+def _pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
+    parts: list[str] = [prefix]
+    location = list(error.get("loc", ()))
+    for position, part in enumerate(location):
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+        elif position > 0 and isinstance(location[position - 1], int) and _is_union_tag(part):
+            continue  # pydantic adds the discriminator's value to the location
+        else:
+            parts.append(str(part))
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    kind = error.get("type")
+    if kind == "missing":
+        message = "required field is missing"
+    elif kind == "extra_forbidden":
+        message = "unknown field (check its spelling)"
+    elif kind == "union_tag_invalid":
+        context = error.get("ctx", {})
+        parts.append(str(context.get("discriminator", "")).strip("'"))
+        message = f"expected one of {context.get('expected_tags')}, got {context.get('tag')!r}"
+    elif "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {error['input']!r})"
+    return FieldError(".".join(parts), message)
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in {"availability", "latency", "throughput"}
+
+
+def _slo_reference_errors(
+    experiment: Mapping[str, Any], spec: InoculateSpec
+) -> Iterator[FieldError]:
+    known = {slo.name for slo in spec.slos}
+    for location, activity in _activities(experiment):
+        provider = activity.get("provider") if isinstance(activity, Mapping) else None
+        if not isinstance(provider, Mapping):
+            continue
+        if (provider.get("module"), provider.get("func")) not in _SLO_PROBES:
+            continue
+        arguments = provider.get("arguments") or {}
+        names = arguments.get("slos") or ([arguments["slo"]] if "slo" in arguments else [])
+        for name in names:
+            if name not in known:
+                yield FieldError(
+                    f"{location} ({activity.get('name', '?')}).provider.arguments",
+                    f"unknown SLO {name!r}; expected one of {sorted(known)}",
+                )
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"
+    return f"invalid YAML: {problem}"

@@ -1,0 +1,50 @@
+"""Fault kinds: the stable name a ledger record carries, and the reverter it resolves to.
+
+A kind is ``<family>:<fault>`` (``process:freeze``, ``docker:remove``). Each family's
+reverters are a read-only mapping from fault name to :class:`~inoculate.faults.protocol.Reverter`,
+registered in the ``inoculate.faults`` entry-point group (pyproject.toml), so a record never
+freezes a module path into data: a module can move without a ledger migration, and a
+third-party package can add a family of faults that ``inoculate recover`` understands.
+
+Records written before kinds existed carry ``module`` + ``fault``;
+:func:`inoculate.model.kinds.kind_from_legacy` maps them to their kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+__all__ = ["ENTRY_POINT_GROUP", "UnknownKind", "families", "reverter_for"]
+
+ENTRY_POINT_GROUP = "inoculate.faults"
+
+
+class UnknownKind(LookupError):
+    """No reverter is registered for a fault kind."""
+
+
+@cache
+def families() -> Mapping[str, Any]:
+    """The registered fault families: name → entry point (loaded on first use)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def reverter_for(kind: str) -> Callable[..., str]:
+    """Return the reverter of ``kind``; raise :class:`UnknownKind` saying what is known."""
+    family, _, fault = kind.partition(":")
+    entry_point = families().get(family)
+    if entry_point is None:
+        raise UnknownKind(
+            f"no fault family {family!r} is installed (entry-point group {ENTRY_POINT_GROUP}); "
+            f"known: {sorted(families())}"
+        )
+    reverters: Mapping[str, Callable[..., str]] = entry_point.load()
+    try:
+        return reverters[fault]
+    except KeyError:
+        raise UnknownKind(
+            f"the {family} family has no fault {fault!r}; known: {sorted(reverters)}"
+        ) from None

@@ -1,0 +1,184 @@
+"""How a fault is injected and reverted through the fault ledger: the one path every kind uses.
+
+A fault family (``inoculate.extensions.process`` ...) registers ``REVERTERS``: a read-only
+mapping from fault name to a *reverter*, a function that undoes the fault from its ledger
+record alone (:mod:`inoculate.faults.kinds`). Injection goes through :func:`inject`, which
+writes the undo record durably before it acts. Reverting goes through :func:`revert_record`,
+which finds the reverter by the record's kind and settles the record only once the reverter
+returned — a reverter raises when it could not restore the target. This is what lets
+``inoculate recover`` undo faults of a process that died: the record carries everything.
+
+Rollbacks call :func:`revert_matching`, which reverts only the records **of the calling run**
+(its run id, from the configuration), never a neighbour's that happens to share the target,
+and raises :class:`~inoculate.model.errors.FaultError` when any revert failed, so a rollback
+that did not restore its target always fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from inoculate.faults.kinds import UnknownKind, reverter_for
+from inoculate.faults.ledger import (
+    FaultLedger,
+    LedgerRecord,
+    ledger_from_configuration,
+    run_dir_from_configuration,
+    run_id_from_configuration,
+)
+from inoculate.model.errors import FaultError
+from inoculate.model.layout import FAULTS_FILE
+
+__all__ = [
+    "RevertOutcome",
+    "Reverter",
+    "inject",
+    "read_timeline",
+    "revert_matching",
+    "revert_outstanding",
+    "revert_record",
+    "settle",
+]
+
+logger = logging.getLogger("inoculate.faults")
+T = TypeVar("T")
+
+
+class Reverter(Protocol):
+    """Undo a fault from its ledger record; return a one-line description of what was done."""
+
+    def __call__(self, record: LedgerRecord) -> str: ...
+
+
+@dataclass(frozen=True)
+class RevertOutcome:
+    """What happened when one ledger record was reverted."""
+
+    record: LedgerRecord
+    reverted: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready summary for journals and command output."""
+        return {
+            "id": self.record.id,
+            "kind": self.record.kind,
+            "fault": self.record.kind,
+            "target": dict(self.record.target),
+            "reverted": self.reverted,
+            "detail": self.detail,
+        }
+
+
+def inject(
+    configuration: Mapping[str, Any] | None,
+    family: str,
+    fault: str,
+    target: Mapping[str, Any],
+    undo: Mapping[str, Any],
+    act: Callable[[], T],
+    description: str = "",
+) -> tuple[LedgerRecord, T]:
+    """Record the fault's undo durably, then act. The record stays if ``act`` fails part-way,
+    so the rollback (or ``inoculate recover``) reverts whatever the act managed to do."""
+    ledger = ledger_from_configuration(configuration)
+    record = ledger.record(
+        kind=f"{family}:{fault}",
+        target=target,
+        undo=undo,
+        run_id=run_id_from_configuration(configuration),
+        description=description,
+        run_dir=run_dir_from_configuration(configuration),
+    )
+    _append_timeline(record, {"op": "inject", "at": record.injected_at, **record.to_json()})
+    return record, act()
+
+
+def settle(ledger: FaultLedger, record: LedgerRecord, detail: str = "") -> None:
+    """Mark a fault reverted in the ledger and in its run's fault timeline."""
+    ledger.resolve(record.id)
+    _append_timeline(record, {"op": "revert", "id": record.id, "at": time.time(), "detail": detail})
+
+
+def read_timeline(run_dir: Path) -> list[dict[str, Any]]:
+    """Return the inject/revert events of a run (``faults.jsonl``), oldest first."""
+    path = Path(run_dir) / FAULTS_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a SIGKILL: the ledger, not the timeline, is the truth
+        if isinstance(event, dict) and "id" in event and "at" in event:
+            events.append(event)
+    return events
+
+
+def _append_timeline(record: LedgerRecord, event: Mapping[str, Any]) -> None:
+    # The run's own timeline survives ledger compaction; the report reads fault windows from it.
+    if not record.run_dir or not Path(record.run_dir).is_dir():
+        return
+    with open(Path(record.run_dir) / FAULTS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(event, sort_keys=True) + "\n")
+
+
+def revert_record(ledger: FaultLedger, record: LedgerRecord) -> RevertOutcome:
+    """Revert one recorded fault with its module's reverter and settle it in the ledger.
+
+    A fault that cannot be reverted stays outstanding, so a later ``recover`` retries it.
+    """
+    try:
+        reverter: Reverter = reverter_for(record.kind)
+    except (UnknownKind, ImportError, AttributeError) as exc:
+        return RevertOutcome(record, False, f"no reverter for {record.kind}: {exc}")
+    try:
+        detail = reverter(record)
+    except Exception as exc:  # a reverter's failure must not stop the others
+        logger.warning("reverting %s failed: %s", record.description or record.id, exc)
+        return RevertOutcome(record, False, f"revert failed: {exc}")
+    settle(ledger, record, detail)
+    return RevertOutcome(record, True, detail)
+
+
+def revert_outstanding(
+    ledger: FaultLedger,
+    run_id: str | None = None,
+    matches: Callable[[LedgerRecord], bool] | None = None,
+) -> list[RevertOutcome]:
+    """Revert every outstanding fault (of one run, or matching a predicate), newest first."""
+    records = [r for r in ledger.outstanding(run_id) if matches is None or matches(r)]
+    return [revert_record(ledger, record) for record in reversed(records)]
+
+
+def revert_matching(
+    configuration: Mapping[str, Any] | None,
+    matches: Callable[[LedgerRecord], bool],
+) -> list[RevertOutcome]:
+    """The rollback path: revert this run's outstanding faults that ``matches`` selects.
+
+    Only records owned by the calling run (the run id in ``configuration``; records without
+    one when there is none) are considered, so one run never reverts another's fault.
+    Raises :class:`FaultError` naming every fault that could not be reverted; those stay in
+    the ledger for ``inoculate recover``.
+    """
+    ledger = ledger_from_configuration(configuration)
+    owner = run_id_from_configuration(configuration)
+    records = [r for r in ledger.outstanding() if r.run_id == owner and matches(r)]
+    outcomes = [revert_record(ledger, record) for record in reversed(records)]
+    failed = [o for o in outcomes if not o.reverted]
+    if failed:
+        raise FaultError(
+            "could not revert: "
+            + "; ".join(f"{o.record.description or o.record.kind}: {o.detail}" for o in failed)
+        )
+    return outcomes

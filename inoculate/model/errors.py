@@ -1,0 +1,146 @@
+"""The exceptions of inoculate: one root, every library error translated into it at the boundary.
+
+    InoculateError
+     ├── ExperimentInvalid      bad input: names the file, the field and what was expected (exit 2)
+     ├── RunSetupError          the system or the load could not be started (exit 3)
+     ├── EmbeddedSystemError    an embedded system could not be started, found or driven
+     ├── LoadError              the load could not be started, observed or stopped
+     │    └── LocustFailedError     Locust exited or produced no sample; carries its log's tail
+     ├── FaultError             a fault could not be injected or reverted; says why and what to do
+     │    ├── BlastRadiusError      the blast radius is malformed or selects nothing (a ValueError)
+     │    └── (per target: DockerUnavailable, NetworkFaultError, KernelFaultError ...)
+     ├── LedgerError            the fault ledger cannot be read or written (exit 2)
+     ├── ProbeError             a steady-state probe could not evaluate (a failed probe)
+     │    ├── RunDirectoryError     configuration key, inoculate.json or sli.jsonl missing
+     │    └── UnknownSloError       a probe names an SLO the run does not define
+     └── ReportError            the report generator's errors
+          ├── ReportInputError      a run directory or journal cannot be read (exit 2)
+          ├── HistoryError          the history database cannot be opened or queried
+          └── RunbookError          a runbook's generated section is malformed; left untouched
+    RunInterrupted (KeyboardInterrupt)
+                                SIGINT, SIGTERM or an SLO abort during a run (exit 3)
+
+``RunInterrupted`` derives from ``KeyboardInterrupt`` on purpose: chaoslib turns every
+``Exception`` raised inside a python activity into a mere activity failure, so a signal
+raised as an ``Exception`` is swallowed and the run goes on. A ``BaseException`` reaches
+chaoslib's runner loop, which marks the run interrupted and plays the rollbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BlastRadiusError",
+    "EmbeddedSystemError",
+    "ExperimentInvalid",
+    "FaultError",
+    "FieldError",
+    "HistoryError",
+    "InoculateError",
+    "LedgerError",
+    "LoadError",
+    "LocustFailedError",
+    "ProbeError",
+    "ReportError",
+    "ReportInputError",
+    "RunDirectoryError",
+    "RunInterrupted",
+    "RunSetupError",
+    "RunbookError",
+    "UnknownSloError",
+]
+
+
+class InoculateError(Exception):
+    """Base class of every error inoculate raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem in an input file: where it is and what was expected there."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ExperimentInvalid(InoculateError):
+    """An input file (experiment, var file ...) is invalid; nothing was started or injected."""
+
+    def __init__(self, source: str, errors: list[FieldError], what: str = "experiment") -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  {source}: {error}" for error in errors)
+        super().__init__(f"{source}: invalid {what} ({len(errors)} problem(s))\n{lines}")
+
+
+class RunSetupError(InoculateError):
+    """The system under test or the load could not be brought up."""
+
+
+class EmbeddedSystemError(InoculateError):
+    """The embedded system could not be started, found or driven."""
+
+
+class LoadError(InoculateError):
+    """The load could not be started, observed or stopped as asked."""
+
+
+class LocustFailedError(LoadError):
+    """Locust exited, or produced no SLI sample in time; the message ends with its log's tail."""
+
+
+class FaultError(InoculateError):
+    """A fault could not be injected or reverted; the message says why and what to do."""
+
+
+class BlastRadiusError(FaultError, ValueError):
+    """The blast radius is malformed, or it selects nothing; the message says which."""
+
+
+class LedgerError(InoculateError):
+    """The fault ledger cannot be read or written."""
+
+
+class ProbeError(InoculateError):
+    """A steady-state probe could not evaluate; chaoslib records it as a failed probe."""
+
+
+class RunDirectoryError(ProbeError):
+    """The run directory, its SLO specs or its SLI samples cannot be found or read."""
+
+
+class UnknownSloError(ProbeError):
+    """A probe asked for an SLO name that the run does not define."""
+
+
+class ReportError(InoculateError):
+    """Base class of the report generator's errors."""
+
+
+class ReportInputError(ReportError):
+    """A run directory or journal is missing, truncated or not a Chaos Toolkit journal."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class HistoryError(ReportError):
+    """The history database could not be opened, written or queried."""
+
+
+class RunbookError(ReportError):
+    """A runbook could not be updated; the file was left as it was."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted (signal or abort policy); rollbacks still run."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

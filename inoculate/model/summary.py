@@ -1,0 +1,168 @@
+"""The run summary: the one contract between a run and everything that reads it.
+
+``summary.json`` in a run directory, and the ``inoculate`` section of its journal, are a
+:class:`RunSummary`. The session writes it (:mod:`inoculate.session.summarize`); the live
+verdict, the command line, the reports, the history and the gate read it back with
+:meth:`RunSummary.from_json`, which validates it, so no reader guesses at keys. A plain Chaos
+Toolkit journal is judged into the same type (``inoculate.reports.run_data``), by the same
+rules (:mod:`inoculate.model.verdict`).
+
+Fields keep their version-1 names. Since version 2 a fault carries its stable ``kind``
+(``process:kill``); ``fault`` holds the same value (it held a module path in version 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from inoculate.model.kinds import normalize_kind
+from inoculate.model.status import RunStatus
+
+__all__ = [
+    "SUMMARY_VERSION",
+    "BreachInterval",
+    "FaultSummary",
+    "FirstBreach",
+    "Hypothesis",
+    "MethodWindow",
+    "RunSummary",
+    "SloSummary",
+]
+
+SUMMARY_VERSION = 2
+
+
+class _Part(BaseModel):
+    # Unknown keys are ignored: a newer writer's additions never break an older reader.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FirstBreach(_Part):
+    """The first second an SLO missed its objective during the method."""
+
+    t: int
+    seen_at: float
+    after_method_start_s: float
+    value: float | None
+    value_text: str
+    objective: float
+    comparison: str
+    unit: str
+    reason: str | None = None
+
+
+class BreachInterval(_Part):
+    """Consecutive breached seconds ``[start, end]`` (Unix seconds, inclusive)."""
+
+    start: int
+    end: int
+
+
+class SloSummary(_Part):
+    """One SLO's outcome over the run."""
+
+    name: str
+    sli: str
+    endpoint: str | None = None
+    objective: float
+    comparison: str
+    unit: str
+    window_s: int
+    met: bool
+    breached_during_method: bool
+    breach_seconds_during_method: int = 0
+    breaches: list[BreachInterval] = Field(default_factory=list)
+    worst_during_method: float | None = None
+    first_breach: FirstBreach | None = None
+
+
+class FaultSummary(_Part):
+    """One fault's window, detection and recovery."""
+
+    id: str
+    kind: str = ""
+    fault: str = ""
+    description: str = ""
+    target: dict[str, Any] = Field(default_factory=dict)
+    injected_at: float
+    reverted_at: float | None = None
+    detected: bool = False
+    time_to_detect_s: float | None = None
+    detected_by: list[str] = Field(default_factory=list)
+    recovered: bool | None = None
+    recovered_at: float | None = None
+    recovered_by: str | None = None
+    time_to_recover_s: float | None = None
+    recovery_objective_s: float | None = None
+    recovery_objective_met: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_version_1(cls, data: Any) -> Any:
+        # Version 1 named the fault by module path only (`extensions.process:kill`).
+        if isinstance(data, Mapping) and not data.get("kind") and data.get("fault"):
+            return {**data, "kind": normalize_kind(str(data["fault"]))}
+        return data
+
+
+class Hypothesis(_Part):
+    """Whether the steady-state hypothesis held before and after the method (None: not run)."""
+
+    before: bool | None = None
+    after: bool | None = None
+
+
+class MethodWindow(_Part):
+    """When the method started and ended (Unix time)."""
+
+    started_at: float
+    ended_at: float
+
+
+class RunSummary(_Part):
+    """What a run concluded, and the evidence for it."""
+
+    summary_version: int = SUMMARY_VERSION
+    experiment: str | None = None
+    status: RunStatus
+    exit_code: int
+    reasons: list[str] = Field(default_factory=list)
+    hypothesis: Hypothesis = Field(default_factory=Hypothesis)
+    method: MethodWindow | None = None
+    slos: list[SloSummary] = Field(default_factory=list)
+    faults: list[FaultSummary] = Field(default_factory=list)
+    failed_activities: list[str] = Field(default_factory=list)
+    failed_rollbacks: list[str] = Field(default_factory=list)
+    faults_left: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+    run_dir: str | None = None
+    journal: str | None = None
+    samples_file: str | None = None
+    reverted_at_start: list[dict[str, Any]] = Field(default_factory=list)
+    reverted_by_safety_net: list[dict[str, Any]] = Field(default_factory=list)
+    runbook: str | None = None
+    system_at_end: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def method_window(self) -> tuple[float, float] | None:
+        """``(started_at, ended_at)`` of the method, when it ran."""
+        return None if self.method is None else (self.method.started_at, self.method.ended_at)
+
+    @property
+    def interruption(self) -> str | None:
+        """Why the run stopped early (its first reason), or None when it reached a verdict."""
+        if not self.status.stopped_early:
+            return None
+        return self.reasons[0] if self.reasons else str(self.status)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (``summary.json``, the journal's ``inoculate`` section)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RunSummary:
+        """Validate a summary document (raises pydantic's ``ValidationError``)."""
+        return cls.model_validate(document)

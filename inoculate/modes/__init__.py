@@ -1,0 +1,1 @@
+"""What the command line runs: one experiment (``run``) or a suite that gates CI (``gate``)."""

@@ -1,0 +1,147 @@
+"""``inoculate run``: validate, then run one experiment through chaoslib's Python API.
+
+The run itself is chaoslib's ``Runner`` with our control (``inoculate.extensions.control``) and its
+session subscribed to the run's events; this module adds what only a command can do:
+refuse invalid input before anything starts, pick the run directory, make rollbacks
+always run, and turn the session's verdict into an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaoslib import merge_vars
+from chaoslib.exceptions import ChaosException
+from chaoslib.run import Runner
+from chaoslib.types import Strategy
+
+from inoculate.experiment.validation import validate_experiment
+from inoculate.model.errors import ExperimentInvalid, FieldError, RunInterrupted
+from inoculate.model.files import read_json, write_json_atomic
+from inoculate.model.layout import (
+    BASE_DIR_CONFIG_KEY,
+    LEDGER_CONFIG_KEY,
+    RUN_DIR_CONFIG_KEY,
+    RUN_ID_CONFIG_KEY,
+    SUMMARY_FILE,
+    new_run_dir,
+)
+from inoculate.model.status import RunStatus
+from inoculate.model.summary import RunSummary
+
+__all__ = ["CONTROL_MODULE", "RunOutcome", "run_experiment_file"]
+
+logger = logging.getLogger("inoculate")
+# Named, not imported: chaoslib loads the control, which drives the session (layers run down).
+CONTROL_MODULE = "inoculate.extensions.control"
+
+
+def _control() -> dict[str, Any]:
+    return {"name": "inoculate", "provider": {"type": "python", "module": CONTROL_MODULE}}
+
+
+def _settings() -> dict[str, Any]:
+    # A fresh mapping per run: chaoslib fills settings in place, and a gate runs many in turn.
+    return {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a run wrote its results and how it ended."""
+
+    run_dir: Path
+    summary: RunSummary
+
+    @property
+    def exit_code(self) -> int:
+        """0 held, 1 failed, 3 interrupted or aborted (2, invalid input, never gets here)."""
+        return int(self.summary.status.exit_code)
+
+
+def run_experiment_file(
+    path: Path,
+    variables: Mapping[str, Any] | None = None,
+    var_files: Sequence[str] = (),
+    out_dir: Path = Path("runs"),
+    ledger: Path | None = None,
+) -> RunOutcome:
+    """Validate and run the experiment at ``path``; raise :class:`ExperimentInvalid` early."""
+    config_vars, secret_vars = _variables(path, variables, var_files)
+    validated = validate_experiment(path, config_vars)
+    for deprecation in validated.deprecations:
+        logger.warning("%s: %s", path, deprecation)
+    run_id = uuid.uuid4().hex[:12]
+    run_dir = new_run_dir(str(validated.experiment["title"]), Path(out_dir)).resolve()
+    config_vars.update(
+        {
+            RUN_DIR_CONFIG_KEY: str(run_dir),
+            RUN_ID_CONFIG_KEY: run_id,
+            BASE_DIR_CONFIG_KEY: str(Path(path).resolve().parent),
+        }
+    )
+    if ledger is not None:
+        config_vars[LEDGER_CONFIG_KEY] = str(Path(ledger).resolve())
+    experiment = _prepared(validated.experiment, config_vars)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous_term = signal.signal(signal.SIGTERM, _interrupt_before_session)
+    try:
+        with Runner(Strategy.DEFAULT) as runner:
+            journal = runner.run(
+                experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    document = read_json(run_dir / SUMMARY_FILE)
+    if document is None:
+        # The control never got to judge the run (e.g. chaoslib failed before controls ran).
+        summary = RunSummary(
+            experiment=str(validated.experiment["title"]),
+            status=RunStatus.ABORTED,
+            exit_code=RunStatus.ABORTED.exit_code,
+            reasons=[f"journal: {journal.get('status')}"],
+        )
+        write_json_atomic(run_dir / SUMMARY_FILE, summary.to_json())
+    else:
+        summary = RunSummary.from_json(document)
+    return RunOutcome(run_dir=run_dir, summary=summary)
+
+
+def _variables(
+    path: Path, variables: Mapping[str, Any] | None, var_files: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    for var_file in var_files:
+        if not Path(var_file).is_file():
+            problem = FieldError(
+                "--var-file", f"{var_file}: no such file (expected JSON, YAML or .env)"
+            )
+            raise ExperimentInvalid(str(path), [problem])
+    try:
+        config_vars, secret_vars = merge_vars(dict(variables or {}), list(var_files))
+    except (ChaosException, OSError, ValueError) as exc:
+        raise ExperimentInvalid(str(path), [FieldError("--var-file", str(exc))]) from exc
+    return dict(config_vars or {}), dict(secret_vars or {})
+
+
+def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """Add our control if missing, and declare every variable in the configuration.
+
+    chaoslib only lets a variable override a key the experiment already declares and
+    silently drops the others, so our keys (and the user's --var) are declared here.
+    """
+    controls = list(experiment.get("controls") or [])
+    modules = {(c.get("provider") or {}).get("module") for c in controls if isinstance(c, Mapping)}
+    if CONTROL_MODULE not in modules:
+        controls.append(_control())
+    configuration = {**(experiment.get("configuration") or {}), **config_vars}
+    return {**experiment, "controls": controls, "configuration": configuration}
+
+
+def _interrupt_before_session(signum: int, frame: Any) -> None:
+    # Until the control installs its own handlers nothing is injected: stop right away.
+    raise RunInterrupted(f"{signal.Signals(signum).name} received")

@@ -1,0 +1,1 @@
+"""One run of an experiment: the session the control drives, its journal, interrupts and timers."""
