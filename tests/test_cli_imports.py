@@ -18,6 +18,7 @@ HEAVY = ("matplotlib", "numpy", "jinja2", "inoculate.modes.run", "inoculate.sess
 PROBE = """
 import json, sys
 from inoculate.cli import main
+code = 0
 try:
     main(sys.argv[1:])
 except SystemExit as exc:

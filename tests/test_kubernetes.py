@@ -318,6 +318,20 @@ def test_deny_ingress_creates_a_policy_and_its_undo_deletes_exactly_it(cluster: 
     assert cluster.ledger.outstanding() == []
 
 
+def test_a_neighbours_allow_ingress_leaves_this_runs_policy_in_place(cluster: Cluster) -> None:
+    run_a = {**cluster.configuration, "inoculate_run_id": "run-a"}
+    run_b = {**cluster.configuration, "inoculate_run_id": "run-b"}
+    ours = k8s.deny_ingress("app=orders", cluster.ns, configuration=run_a)
+    theirs = k8s.deny_ingress("app=orders", cluster.ns, configuration=run_b)
+    k8s.allow_ingress(cluster.ns, "app=orders", configuration=run_b)
+    assert cluster.fake.names(NETWORK_POLICIES, cluster.ns) == [ours["policy"]]
+    assert theirs["policy"] != ours["policy"]
+    assert [r.run_id for r in cluster.ledger.outstanding()] == ["run-a"]
+    k8s.allow_ingress(cluster.ns, "app=orders", configuration=run_a)
+    assert cluster.fake.names(NETWORK_POLICIES, cluster.ns) == []
+    assert cluster.ledger.outstanding() == []
+
+
 def test_deny_ingress_never_deletes_a_same_named_policy_it_did_not_create(cluster: Cluster) -> None:
     cluster.fake.put(NETWORK_POLICIES, cluster.ns, {"metadata": {"name": "taken"}, "spec": {}})
     with pytest.raises(

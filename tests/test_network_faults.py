@@ -144,14 +144,25 @@ def test_inoculate_recover_removes_the_toxic_from_the_ledger_alone(
     api: Api, echo_port: int, configuration: dict[str, str]
 ) -> None:
     address = api.proxy("crash", echo_port)
-    network.add_latency("crash", latency_ms=200, configuration=configuration)
-    # The runner that added the toxic is gone (SIGKILL): recover has only the ledger.
     command = [sys.executable, "-m", "inoculate.cli", "recover"]
     command += ["--ledger", configuration["inoculate_ledger"]]
-    recovered = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    network.add_latency("crash", latency_ms=200, configuration=configuration)
+    # This process injected it and is alive: the fault is its own to revert.
+    left = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert left.returncode == 0 and "0 fault(s) reverted, 1 left" in left.stdout, left.stdout
+    assert "is alive; --include-live reverts it" in " ".join(left.stdout.split())
+    network.remove_toxic("crash", "latency_downstream", configuration=configuration)
+    # A runner that added the toxic and is gone (as after a SIGKILL): only the ledger is left.
+    injector = (
+        "import sys, json; from inoculate.extensions import toxiproxy\n"
+        "toxiproxy.add_latency('crash', latency_ms=200, configuration=json.loads(sys.argv[1]))"
     )
+    subprocess.run([sys.executable, "-c", injector, json.dumps(configuration)], check=True)
+    with connect(address) as sock:
+        assert round_trip(sock) >= 0.19
+    recovered = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert "1 fault(s) reverted, 0 left" in recovered.stdout
     with connect(address) as sock:
         assert round_trip(sock) < 0.05
     assert _ledger(configuration).outstanding() == []

@@ -5,7 +5,7 @@ Registered as the ``host_network`` fault family (entry-point group ``inoculate.f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from inoculate.extensions.host_network.kernel import (
@@ -16,7 +16,7 @@ from inoculate.extensions.host_network.kernel import (
 from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 
-__all__ = ["FAMILY", "REVERTERS", "revert_netem", "revert_partition"]
+__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "revert_netem", "revert_partition"]
 
 FAMILY = "host_network"
 
@@ -42,4 +42,15 @@ def revert_netem(record: LedgerRecord) -> str:
 
 REVERTERS: Mapping[str, Reverter] = MappingProxyType(
     {"partition": revert_partition, "netem": revert_netem}
+)
+
+
+def _netem_device(record: LedgerRecord) -> set[str]:
+    return {f"netem:{record.undo.get('device')}:{record.undo.get('handle')}"}
+
+
+# Partitions never share a target (each fault's rules carry their own comment); the netem
+# qdisc of a device is one thing whoever added it.
+TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
+    {"netem": _netem_device}
 )

@@ -35,7 +35,7 @@ from inoculate.extensions.process.targets import (
     wait_pattern_back,
 )
 from inoculate.faults.ledger import ledger_from_configuration
-from inoculate.faults.protocol import inject, revert_matching, settle
+from inoculate.faults.protocol import held_elsewhere, inject, revert_matching, settle
 from inoculate.model.errors import FaultError
 from inoculate.model.processes import DEAD_STATUSES
 from inoculate.systems.registry import system_from_configuration
@@ -176,11 +176,22 @@ def ensure_running(
         configuration, lambda r: r.family == FAMILY and same_target(r, target)
     )
     _, procs = resolve(service, pattern, configuration, allow_none=True)
+    left = []
     for proc in procs:
+        key = f"pid:{proc.pid}:{proc.create_time}"
+        holder = held_elsewhere(configuration, f"{FAMILY}:freeze", key)
+        if holder is not None:
+            left.append({**proc.to_json(), "held_by_run": holder.run_id})
+            continue  # another live run froze it too: its rollback resumes it
         resume_if_stopped(proc.pid, proc.create_time)
     if service:
         system, state_dir = system_from_configuration(configuration)
         running = bring_back(system, state_dir, service, timeout_s)[1]
     else:
         running = [p.to_json() for p in procs]
-    return {"target": target, "reverted": [o.to_json() for o in outcomes], "processes": running}
+    return {
+        "target": target,
+        "reverted": [o.to_json() for o in outcomes],
+        "processes": running,
+        "left_to_other_runs": left,
+    }

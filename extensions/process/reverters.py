@@ -5,7 +5,7 @@ Registered as the ``process`` fault family (entry-point group ``inoculate.faults
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -14,7 +14,7 @@ from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 from inoculate.systems.registry import embedded_system
 
-__all__ = ["FAMILY", "REVERTERS", "revert_freeze", "revert_service_down"]
+__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "revert_freeze", "revert_service_down"]
 
 FAMILY = "process"
 
@@ -44,4 +44,14 @@ def revert_service_down(record: LedgerRecord) -> str:
 
 REVERTERS: Mapping[str, Reverter] = MappingProxyType(
     {"kill": revert_service_down, "restart": revert_service_down, "freeze": revert_freeze}
+)
+
+
+def _frozen_processes(record: LedgerRecord) -> set[str]:
+    return {f"pid:{p['pid']}:{p['create_time']}" for p in record.undo.get("processes", [])}
+
+
+# A process two runs froze is resumed by the last one to revert (see inoculate.faults.kinds).
+TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
+    {"freeze": _frozen_processes}
 )

@@ -74,7 +74,9 @@ def match_pattern(pattern: str) -> list[Proc]:
         raise FaultError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
     protected = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time", "status"]):
+        if proc.info["status"] in DEAD_STATUSES:
+            continue  # a zombie is dead: nothing to signal, freeze or wait for
         cmdline = " ".join(proc.info["cmdline"] or [])
         if proc.info["pid"] not in protected and cmdline and regex.search(cmdline):
             found.append(Proc(proc.info["pid"], proc.info["create_time"], cmdline[:120]))

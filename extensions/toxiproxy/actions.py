@@ -31,7 +31,7 @@ from inoculate.extensions.toxiproxy.client import (
 )
 from inoculate.extensions.toxiproxy.reverters import FAMILY, revert_down
 from inoculate.faults.ledger import LedgerRecord, ledger_from_configuration
-from inoculate.faults.protocol import inject, revert_matching, settle
+from inoculate.faults.protocol import held_elsewhere, inject, revert_matching, settle
 
 __all__ = [
     "add_latency",
@@ -153,16 +153,19 @@ def remove_toxic(
     the ledger records of the faults that added it (a toxic already gone is fine)."""
     url = api_url_from(configuration, api_url)
     outcomes = revert_matching(configuration, lambda r: _is_toxic_record(r, proxy, name))
-    removed = []
+    removed, left = [], []
     try:
         targets = [t["name"] for t in resolve_proxies(url, proxy)]
     except Unreachable:
         targets = []
-    for target in targets:  # also a toxic this run did not record (added by hand)
-        if delete_toxic(url, target, name):
+    for target in targets:  # also a toxic this run did not record (added by hand) ...
+        holder = held_elsewhere(configuration, f"{FAMILY}:toxic", f"toxic:{url}:{target}:{name}")
+        if holder is not None:  # ... but never one another live run added
+            left.append({"proxy": target, "held_by_run": holder.run_id})
+        elif delete_toxic(url, target, name):
             removed.append(target)
     return {"api_url": url, "toxic": name, "reverted": [o.to_json() for o in outcomes],
-            "removed_from": removed}  # fmt: skip
+            "removed_from": removed, "left_to_other_runs": left}  # fmt: skip
 
 
 def disable_proxy(
@@ -206,10 +209,16 @@ def enable_proxy(
         configuration,
         lambda r: r.family == FAMILY and r.fault == "down" and _same_proxy(r, proxy),
     )
-    names = [t["name"] for t in resolve_proxies(url, proxy)]
-    for target in names:
+    names, left = [], []
+    for target in [t["name"] for t in resolve_proxies(url, proxy)]:
+        holder = held_elsewhere(configuration, f"{FAMILY}:down", f"proxy:{url}:{target}")
+        if holder is not None:  # another live run took it down too: its rollback enables it
+            left.append({"proxy": target, "held_by_run": holder.run_id})
+            continue
         call(url, "POST", f"/proxies/{target}", {"enabled": True})
-    return {"api_url": url, "proxies": names, "reverted": [o.to_json() for o in outcomes]}
+        names.append(target)
+    return {"api_url": url, "proxies": names, "reverted": [o.to_json() for o in outcomes],
+            "left_to_other_runs": left}  # fmt: skip
 
 
 # --- helpers ---

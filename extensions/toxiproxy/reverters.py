@@ -6,14 +6,14 @@ fault whose server no longer listens is gone with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from inoculate.extensions.toxiproxy.client import Refused, Unreachable, call, delete_toxic
 from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 
-__all__ = ["FAMILY", "REVERTERS", "revert_down", "revert_toxic"]
+__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "revert_down", "revert_toxic"]
 
 FAMILY = "toxiproxy"
 
@@ -46,3 +46,19 @@ def revert_down(record: LedgerRecord) -> str:
 
 
 REVERTERS: Mapping[str, Reverter] = MappingProxyType({"toxic": revert_toxic, "down": revert_down})
+
+
+def _toxics(record: LedgerRecord) -> set[str]:
+    url, toxic = record.undo.get("api_url"), record.undo.get("toxic")
+    return {f"toxic:{url}:{proxy}:{toxic}" for proxy in record.undo.get("proxies", [])}
+
+
+def _proxies(record: LedgerRecord) -> set[str]:
+    url = record.undo.get("api_url")
+    return {f"proxy:{url}:{proxy}" for proxy in record.undo.get("proxies", [])}
+
+
+# A proxy two runs took down comes back when the last one reverts (inoculate.faults.kinds).
+TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
+    {"toxic": _toxics, "down": _proxies}
+)

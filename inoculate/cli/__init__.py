@@ -1,64 +1,65 @@
-"""The ``inoculate`` command line: a table of commands, each loaded only when it runs.
+"""The ``inoculate`` command line.
 
 Exit codes (``inoculate.model.status``): 0 the hypothesis held; 1 an SLO or the hypothesis
 failed, or an action or a rollback failed; 2 invalid input (nothing was started, injected or
 recorded); 3 interrupted or aborted (faults rolled back).
 
-Like pip's command table, :data:`COMMANDS` names each command's module and one-line help, so
-``inoculate --help`` imports no command, and ``validate``, ``recover`` and ``history`` never
-load the runner or the report plots. Command modules only parse, call, print and exit.
+This module imports nothing but the standard library's ``signal`` and ``sys``: the first
+thing :func:`main` does is to make SIGINT and SIGTERM stop a command the same way, once (a
+second signal while the first is handled changes nothing), so a signal that arrives while
+Python is still importing the command ends in exit 3 with a message, never in a traceback
+or a bare 130 or 143. The application itself is ``inoculate.cli.app``.
 """
 
 from __future__ import annotations
 
-import importlib
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
-import click
+__all__ = ["CommandInterrupted", "main"]
 
-__all__ = ["COMMANDS", "cli", "main"]
-
-# name → (module defining `command`, one-line help shown by `inoculate --help`)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": (
-        "inoculate.cli.validate",
-        "Check experiments without starting or injecting anything.",
-    ),
-    "run": ("inoculate.cli.run", "Run one experiment; the exit code is its verdict."),
-    "recover": ("inoculate.cli.recover", "Revert every fault still recorded in the fault ledger."),
-    "report": ("inoculate.cli.report", "Score runs and write their reports."),
-    "gate": ("inoculate.cli.gate", "Run a suite of experiments and gate on verdicts and scores."),
-    "history": ("inoculate.cli.history", "Past runs and their scores, newest first."),
-}
-
-
-class _CommandTable(click.Group):
-    """A click group whose commands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = COMMANDS.get(cmd_name)
-        if entry is None:
-            return None
-        command: click.Command = importlib.import_module(entry[0]).command
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
-
-
-@click.group(cls=_CommandTable)
-@click.option("-v", "--verbose", is_flag=True, help="Show chaoslib's debug log.")
-def cli(verbose: bool) -> None:
-    """Chaos experiments with SLO steady states, Locust load and a fault ledger."""
-    from inoculate.cli.output import configure_logging
-
-    configure_logging(verbose)
+EXIT_INTERRUPTED = 3  # inoculate.model.status.ExitCode.INTERRUPTED, not imported: see above
 
 
 def main(args: Any = None) -> None:
     """Entry point of the ``inoculate`` console script."""
-    cli(args=args, prog_name="inoculate")
+    stop = _StopOnce()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        from inoculate.cli.app import run_cli
+
+        run_cli(args)
+    except KeyboardInterrupt as exc:
+        reason = getattr(exc, "reason", None) or (exc.args[0] if exc.args else "interrupted")
+        print(f"{reason}: nothing more was started", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        # The command has decided its exit code. Python's shutdown puts the default handlers
+        # back, and a late SIGTERM would then turn that code into a bare 143: ignore both.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class CommandInterrupted(KeyboardInterrupt):
+    """A signal stopped the command before it started anything.
+
+    A subclass, not ``KeyboardInterrupt`` itself: CPython marks the process as killed by
+    SIGINT (and exits -2, whatever we return) when a bare ``KeyboardInterrupt`` passes
+    through code run by ``exec`` of a string — which ``dataclasses`` and ``namedtuple`` do
+    while modules are imported — even if the exception is caught later.
+    """
+
+
+class _StopOnce:
+    """Raise :class:`CommandInterrupted` for the first SIGINT or SIGTERM, ignore later ones."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.fired:
+            self.fired = True
+            raise CommandInterrupted(f"{signal.Signals(signum).name} received")

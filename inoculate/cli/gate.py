@@ -30,10 +30,10 @@ from inoculate.cli.options import (
 from inoculate.cli.output import console, exit_invalid
 from inoculate.model.errors import ReportInputError
 from inoculate.model.layout import DEFAULT_RUNS_DIR
-from inoculate.model.status import ExitCode
 from inoculate.modes.gate import GatePlan, baselines_from, check_suite, run_gate
 from inoculate.reports.publish import Published
 from inoculate.reports.suite import SuiteReport
+from inoculate.session.interrupts import SignalLatch
 
 __all__ = ["command"]
 
@@ -116,11 +116,8 @@ def command(
         tolerance=tolerance,
         runbook=not no_runbook,
     )
-    try:
-        outcome = run_gate(plan, _Printer())
-    except KeyboardInterrupt:
-        click.echo("gate interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+    latch = SignalLatch().install()
+    outcome = run_gate(plan, _Printer(), latch)
     if outcome.interruption is not None:
         click.echo(f"gate interrupted: {outcome.interruption}", err=True)
     elif outcome.suite is None:

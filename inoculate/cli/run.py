@@ -53,10 +53,16 @@ def command(
 ) -> None:
     """Run one experiment; the exit code is its verdict."""
     from inoculate.modes.run import run_experiment_file
+    from inoculate.session.interrupts import SignalLatch
 
     parsed_vars = parse_vars(variables)
+    # From here a signal is remembered, never raised out of a half-done step: the run
+    # stops at its next safe point and the command still writes what it can.
+    latch = SignalLatch().install()
     try:
-        outcome = run_experiment_file(experiment, parsed_vars, var_files, out_dir, ledger)
+        outcome = run_experiment_file(
+            experiment, parsed_vars, var_files, out_dir, ledger, latch=latch
+        )
     except ExperimentInvalid as exc:
         click.echo(f"{exc}\nnothing was started or injected", err=True)
         sys.exit(ExitCode.INVALID)
@@ -66,7 +72,10 @@ def command(
     print_summary(outcome.summary)
     console.print(f"run directory: {outcome.run_dir}", highlight=False)
     if report:
-        publish_after_run(outcome.run_dir, experiment, ledger)  # never changes the exit code
+        publish_after_run(outcome.run_dir, experiment, ledger)  # never changes the verdict
+    if latch.received and outcome.exit_code != ExitCode.INTERRUPTED:
+        errors.print(f"{latch.received} after the run: the run's verdict stands, exit 3")
+        sys.exit(ExitCode.INTERRUPTED)
     sys.exit(outcome.exit_code)
 
 

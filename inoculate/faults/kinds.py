@@ -6,18 +6,23 @@ registered in the ``inoculate.faults`` entry-point group (pyproject.toml), so a 
 freezes a module path into data: a module can move without a ledger migration, and a
 third-party package can add a family of faults that ``inoculate recover`` understands.
 
+A family may also say which physical things a record holds (``TARGET_KEYS`` beside
+``REVERTERS``: fault name → function of the record returning keys such as ``pid:42:<start>``),
+so that when two runs hold the same target, the first to revert leaves it to the other.
+
 Records written before kinds existed carry ``module`` + ``fault``;
 :func:`inoculate.model.kinds.kind_from_legacy` maps them to their kind.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-__all__ = ["ENTRY_POINT_GROUP", "UnknownKind", "families", "reverter_for"]
+__all__ = ["ENTRY_POINT_GROUP", "UnknownKind", "families", "reverter_for", "target_keys"]
 
 ENTRY_POINT_GROUP = "inoculate.faults"
 
@@ -48,3 +53,14 @@ def reverter_for(kind: str) -> Callable[..., str]:
         raise UnknownKind(
             f"the {family} family has no fault {fault!r}; known: {sorted(reverters)}"
         ) from None
+
+
+def target_keys(record: Any) -> frozenset[str]:
+    """The physical things ``record`` holds, per its family's ``TARGET_KEYS`` (none if the
+    family does not say: its faults never share a target across runs)."""
+    entry_point = families().get(record.family)
+    if entry_point is None:
+        return frozenset()
+    module = importlib.import_module(entry_point.module)
+    keys = getattr(module, "TARGET_KEYS", {}).get(record.fault)
+    return frozenset(keys(record)) if keys is not None else frozenset()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from inoculate.faults.kinds import UnknownKind, reverter_for
+from inoculate.faults.kinds import UnknownKind, reverter_for, target_keys
 from inoculate.faults.ledger import (
     FaultLedger,
     LedgerRecord,
@@ -38,6 +38,7 @@ from inoculate.model.layout import FAULTS_FILE
 __all__ = [
     "RevertOutcome",
     "Reverter",
+    "held_elsewhere",
     "inject",
     "read_timeline",
     "revert_matching",
@@ -133,14 +134,24 @@ def _append_timeline(record: LedgerRecord, event: Mapping[str, Any]) -> None:
 
 
 def revert_record(ledger: FaultLedger, record: LedgerRecord) -> RevertOutcome:
-    """Revert one recorded fault with its module's reverter and settle it in the ledger.
+    """Revert one recorded fault with its family's reverter and settle it in the ledger.
 
     A fault that cannot be reverted stays outstanding, so a later ``recover`` retries it.
+    When a live run's fault holds the same target (two runs froze the same process), the
+    record is settled without touching the target: the last holder reverts it.
     """
     try:
         reverter: Reverter = reverter_for(record.kind)
     except (UnknownKind, ImportError, AttributeError) as exc:
         return RevertOutcome(record, False, f"no reverter for {record.kind}: {exc}")
+    holder = _live_holder(ledger, record)
+    if holder is not None:
+        detail = (
+            f"left in place: run {holder.run_id}'s fault ({holder.description or holder.kind}) "
+            "still holds the same target and reverts it"
+        )
+        settle(ledger, record, detail)
+        return RevertOutcome(record, True, detail)
     try:
         detail = reverter(record)
     except Exception as exc:  # a reverter's failure must not stop the others
@@ -148,6 +159,36 @@ def revert_record(ledger: FaultLedger, record: LedgerRecord) -> RevertOutcome:
         return RevertOutcome(record, False, f"revert failed: {exc}")
     settle(ledger, record, detail)
     return RevertOutcome(record, True, detail)
+
+
+def held_elsewhere(
+    configuration: Mapping[str, Any] | None, kind: str, key: str
+) -> LedgerRecord | None:
+    """A live run's outstanding fault of ``kind`` on ``key`` (see
+    :func:`inoculate.faults.kinds.target_keys`), other than the calling run's, or None.
+
+    Rollbacks that also *ensure* a state (resume every target process, enable every target
+    proxy) skip what another run still holds: that run's rollback restores it.
+    """
+    owner = run_id_from_configuration(configuration)
+    for record in ledger_from_configuration(configuration).outstanding():
+        theirs = record.kind == kind and record.run_id != owner
+        if theirs and key in target_keys(record) and record.owner_alive():
+            return record
+    return None
+
+
+def _live_holder(ledger: FaultLedger, record: LedgerRecord) -> LedgerRecord | None:
+    """Another run's outstanding record, of a live owner, on the same physical target."""
+    keys = target_keys(record)
+    if not keys:
+        return None
+    for other in ledger.outstanding():
+        if other.id == record.id or other.run_id == record.run_id or other.kind != record.kind:
+            continue
+        if keys & target_keys(other) and other.owner_alive():
+            return other
+    return None
 
 
 def revert_outstanding(

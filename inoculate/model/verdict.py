@@ -60,9 +60,13 @@ def judge(facts: VerdictFacts) -> tuple[RunStatus, list[str]]:
 
 
 def chaoslib_interruption(journal_status: object) -> str | None:
-    """The interruption a journal's own status records (chaoslib's ``interrupted``/``aborted``)."""
+    """The interruption a journal's own status records: chaoslib's ``interrupted`` or
+    ``aborted``, or ``running`` — a journal inoculate wrote mid-run, whose run never
+    finished (the runner was killed)."""
     if journal_status in ("interrupted", "aborted"):
         return f"{journal_status} by chaoslib"
+    if journal_status == "running":
+        return "interrupted: the run never finished (its journal was last written mid-run)"
     return None
 
 

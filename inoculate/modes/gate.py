@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 from inoculate.experiment.validation import validate_experiment
 from inoculate.model.errors import ExperimentInvalid, ReportError, RunInterrupted
-from inoculate.model.status import ExitCode, RunStatus
+from inoculate.model.status import ExitCode
 from inoculate.modes.run import run_experiment_file
 from inoculate.reports.history import History
 from inoculate.reports.publish import Published, publish_run, relative_links
 from inoculate.reports.suite import SuiteEntry, SuiteReport, baseline_scores, build_suite
+from inoculate.session.interrupts import SignalLatch
 
 __all__ = [
     "GITHUB_STEP_SUMMARY",
@@ -122,18 +123,26 @@ class GateOutcome:
     interruption: str | None = None
 
 
-def run_gate(plan: GatePlan, progress: GateProgress) -> GateOutcome:
-    """Run the plan's experiments in order, then judge the suite."""
+def run_gate(
+    plan: GatePlan, progress: GateProgress, latch: SignalLatch | None = None
+) -> GateOutcome:
+    """Run the plan's experiments in order, then judge the suite.
+
+    With ``latch`` (the command's installed :class:`SignalLatch`), a signal stops the gate
+    after the run in progress (whose rollbacks always complete): exit 3.
+    """
     store = History(plan.history)
     suite_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     suite_dir = Path(plan.out_dir) / f"{suite_id}-gate"
     entries: list[tuple[SuiteEntry, Mapping[str, Path]]] = []
     failures: list[str] = []
     for path in plan.experiments:
+        if latch is not None and latch.received:
+            return GateOutcome(ExitCode.INTERRUPTED, interruption=latch.received)
         progress.experiment_started(path)
         try:
             outcome = run_experiment_file(
-                path, plan.variables, plan.var_files, plan.out_dir, plan.ledger
+                path, plan.variables, plan.var_files, plan.out_dir, plan.ledger, latch=latch
             )
         except RunInterrupted as exc:
             return GateOutcome(ExitCode.INTERRUPTED, interruption=exc.reason)
@@ -162,8 +171,10 @@ def run_gate(plan: GatePlan, progress: GateProgress) -> GateOutcome:
             reference[1] if reference else None,
         )
         entries.append((entry, published.files))
-        if published.report.run.status == RunStatus.INTERRUPTED:
-            return GateOutcome(ExitCode.INTERRUPTED, interruption="the run was interrupted")
+        if published.report.run.status.stopped_early:
+            return GateOutcome(
+                ExitCode.INTERRUPTED, interruption=f"the run was {published.report.run.status}"
+            )
     return _finish(plan, store, suite_id, suite_dir, entries, failures, progress)
 
 

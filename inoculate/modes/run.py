@@ -9,7 +9,6 @@ always run, and turn the session's verdict into an exit code.
 from __future__ import annotations
 
 import logging
-import signal
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,22 +17,25 @@ from typing import Any
 
 from chaoslib import merge_vars
 from chaoslib.exceptions import ChaosException
-from chaoslib.run import Runner
+from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
-from inoculate.experiment.validation import validate_experiment
+from inoculate.experiment.validation import ValidatedExperiment, validate_experiment
 from inoculate.model.errors import ExperimentInvalid, FieldError, RunInterrupted
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import (
     BASE_DIR_CONFIG_KEY,
+    JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
     RUN_DIR_CONFIG_KEY,
     RUN_ID_CONFIG_KEY,
     SUMMARY_FILE,
     new_run_dir,
 )
+from inoculate.model.secrets import scrub, secret_values
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
+from inoculate.session.interrupts import SignalLatch
 
 __all__ = ["CONTROL_MODULE", "RunOutcome", "run_experiment_file"]
 
@@ -70,12 +72,38 @@ def run_experiment_file(
     var_files: Sequence[str] = (),
     out_dir: Path = Path("runs"),
     ledger: Path | None = None,
+    latch: SignalLatch | None = None,
 ) -> RunOutcome:
-    """Validate and run the experiment at ``path``; raise :class:`ExperimentInvalid` early."""
+    """Validate and run the experiment at ``path``; raise :class:`ExperimentInvalid` early.
+
+    ``latch`` is the caller's installed :class:`SignalLatch` (the command's); without one, a
+    latch is installed for the run and removed after it. A signal the latch holds before
+    the run directory exists stops everything with :class:`RunInterrupted`: nothing was
+    started.
+    """
     config_vars, secret_vars = _variables(path, variables, var_files)
     validated = validate_experiment(path, config_vars)
     for deprecation in validated.deprecations:
         logger.warning("%s: %s", path, deprecation)
+    own_latch = latch is None
+    latch = latch or SignalLatch().install()
+    try:
+        if latch.received:
+            raise RunInterrupted(latch.received)
+        return _run(validated, path, config_vars, secret_vars, out_dir, ledger)
+    finally:
+        if own_latch:
+            latch.restore()
+
+
+def _run(
+    validated: ValidatedExperiment,
+    path: Path,
+    config_vars: dict[str, Any],
+    secret_vars: dict[str, Any],
+    out_dir: Path,
+    ledger: Path | None,
+) -> RunOutcome:
     run_id = uuid.uuid4().hex[:12]
     run_dir = new_run_dir(str(validated.experiment["title"]), Path(out_dir)).resolve()
     config_vars.update(
@@ -89,14 +117,15 @@ def run_experiment_file(
         config_vars[LEDGER_CONFIG_KEY] = str(Path(ledger).resolve())
     experiment = _prepared(validated.experiment, config_vars)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous_term = signal.signal(signal.SIGTERM, _interrupt_before_session)
-    try:
-        with Runner(Strategy.DEFAULT) as runner:
-            journal = runner.run(
-                experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
-            )
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
+    # A journal from the first moment the run directory exists: a run killed before the
+    # session writes its own still leaves a valid one, which says the run never finished.
+    secrets = secret_values(experiment.get("secrets"), secret_vars)
+    first = scrub({**initialize_run_journal(experiment), "status": "running"}, secrets)
+    write_json_atomic(run_dir / JOURNAL_FILE, first)
+    with Runner(Strategy.DEFAULT) as runner:
+        journal = runner.run(
+            experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
+        )
     document = read_json(run_dir / SUMMARY_FILE)
     if document is None:
         # The control never got to judge the run (e.g. chaoslib failed before controls ran).
@@ -140,8 +169,3 @@ def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dic
         controls.append(_control())
     configuration = {**(experiment.get("configuration") or {}), **config_vars}
     return {**experiment, "controls": controls, "configuration": configuration}
-
-
-def _interrupt_before_session(signum: int, frame: Any) -> None:
-    # Until the control installs its own handlers nothing is injected: stop right away.
-    raise RunInterrupted(f"{signal.Signals(signum).name} received")

@@ -3,8 +3,18 @@
 chaoslib's own SIGTERM handler raises an ``Exception``, which a running python activity
 swallows as its own failure, and the run goes on. We raise :class:`RunInterrupted` (a
 ``KeyboardInterrupt``) instead: chaoslib's runner catches it, marks the run interrupted,
-and — with the ``always`` rollback strategy — plays the rollbacks. Once interrupted,
-further signals are only logged, so that nothing cuts the rollbacks short.
+and — with the ``always`` rollback strategy — plays the rollbacks.
+
+A run's life has three stretches, each with its own rule for a signal:
+
+- before the session exists (chaoslib setting up): :class:`SignalLatch`, installed by
+  ``inoculate run``, only *remembers* the signal; the session refuses to start when it
+  finds one (nothing was injected);
+- during the session: :class:`InterruptGuard` raises :class:`RunInterrupted` until the
+  rollbacks begin; from then on (rollbacks, teardown) a signal is *recorded* — the run is
+  interrupted, exit 3 — but never raised, so nothing cuts the rollbacks short;
+- after the session (the command writing reports): the latch remembers again, and the
+  command exits 3 once it has written what it can.
 """
 
 from __future__ import annotations
@@ -18,11 +28,39 @@ from typing import Any
 
 from inoculate.model.errors import RunInterrupted
 
-__all__ = ["ABORT_SIGNAL", "InterruptGuard"]
+__all__ = ["ABORT_SIGNAL", "InterruptGuard", "SignalLatch"]
 
 logger = logging.getLogger("inoculate")
 ABORT_SIGNAL = signal.SIGUSR1
-_HANDLED = (signal.SIGINT, signal.SIGTERM, ABORT_SIGNAL)
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+_HANDLED = (*_STOPPING, ABORT_SIGNAL)
+
+
+class SignalLatch:
+    """A SIGINT/SIGTERM handler that remembers the first signal instead of raising."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = f"{name} received"
+        logger.warning("%s: the run stops once what it has started is finished", name)
+
+    def install(self) -> SignalLatch:
+        """Handle SIGINT and SIGTERM from now on (main thread only); return self."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOPPING:
+                self._previous[signum] = signal.signal(signum, self)
+        return self
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 class InterruptGuard:
@@ -41,11 +79,18 @@ class InterruptGuard:
         return self.reason is not None
 
     def install(self) -> bool:
-        """Install the handlers; return False when not on the main thread (nothing installed)."""
+        """Install the handlers; return False when not on the main thread (nothing installed).
+
+        A signal a :class:`SignalLatch` remembered before the session existed counts: the
+        run is then already interrupted (see :attr:`reason`).
+        """
         if threading.current_thread() is not threading.main_thread():
             return False
         for signum in _HANDLED:
             self._previous[signum] = signal.signal(signum, self._handle)
+        latched = [h.received for h in self._previous.values() if isinstance(h, SignalLatch)]
+        if latched and latched[0] and self.reason is None:
+            self.reason = f"{latched[0]} before the run started"
         return True
 
     def restore(self) -> None:
@@ -55,7 +100,7 @@ class InterruptGuard:
         self._previous.clear()
 
     def shield(self) -> None:
-        """From now on (rollbacks, teardown) signals are logged, never raised."""
+        """From now on (rollbacks, teardown) signals are recorded, never raised."""
         self._shielded = True
 
     def request_abort(self, reason: str) -> None:
@@ -67,11 +112,16 @@ class InterruptGuard:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         reason = f"aborted: {self.abort_reason}" if signum == ABORT_SIGNAL else f"{name} received"
-        if self.reason is not None or self._shielded:
-            logger.warning("%s while rolling back: ignored so that rollbacks complete", name)
+        if self.reason is not None:
+            logger.warning("%s: already stopping (%s); rollbacks go on", name, self.reason)
             return
         self.reason = reason
-        logger.warning("%s: interrupting the run; rollbacks will run", reason)
         if self._on_interrupt is not None:
             self._on_interrupt(reason)
+        if self._shielded:
+            # Rollbacks or teardown are running: the run is interrupted, but nothing may
+            # cut them short.
+            logger.warning("%s during rollbacks: the run is interrupted; rollbacks go on", name)
+            return
+        logger.warning("%s: interrupting the run; rollbacks will run", reason)
         raise RunInterrupted(reason)

@@ -112,6 +112,9 @@ class RunSession(RunEventHandler):
         if self.spec_error:
             raise InterruptExecution(self.spec_error)
         self.guard.install()
+        if self.guard.reason is not None:
+            # A signal arrived while chaoslib was setting up: nothing was started, stop now.
+            raise InterruptExecution(self.guard.reason)
         self.reverted_at_start = [o.to_json() for o in self._replay_dead_runs()]
         if self.spec is None:
             return
@@ -139,7 +142,6 @@ class RunSession(RunEventHandler):
         write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary.to_json())
         if journal is not None:
             _amend_journal(journal, self.summary)
-        self.guard.restore()
 
     # ------------------------------------------------------------------ chaoslib events
 
@@ -149,8 +151,11 @@ class RunSession(RunEventHandler):
         self._write_journal()
 
     def running(self, experiment, journal, configuration, secrets, schedule, settings) -> None:  # type: ignore[no-untyped-def]
-        """Resolved secrets are known: remember their values to keep them out of journals."""
+        """The first event after our control is configured (chaoslib 1.44 fires ``started``
+        before): keep the journal and write it, without the resolved secrets."""
         self._secrets |= secret_values(secrets)
+        self._journal = journal
+        self._write_journal()
 
     def hypothesis_before_completed(
         self, experiment: Experiment, state: Any, journal: Journal
@@ -203,7 +208,11 @@ class RunSession(RunEventHandler):
         # `chaos run` writes this same dict after we return: scrub it in place too.
         journal.clear()
         journal.update(scrubbed)
-        self._write_journal()
+        try:
+            self._write_journal()
+        finally:
+            # Only now: until the final journal is on disk a signal must not stop us.
+            self.guard.restore()
 
     # ------------------------------------------------------------------ internals
 
@@ -332,6 +341,10 @@ class RunSession(RunEventHandler):
             return
         with self._journal_lock:
             document = scrub(self._journal, self._secrets)
+            if not document.get("status"):
+                # chaoslib leaves the status empty until the end: say the run was still on,
+                # so a journal read after a crash is never taken for a finished run.
+                document["status"] = "running"
             write_json_atomic(self.run_dir / JOURNAL_FILE, document)
 
     def _spec_json(self) -> dict[str, Any]:

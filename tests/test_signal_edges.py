@@ -1,0 +1,165 @@
+"""Signals at the edges of a run, and a journal on disk at every moment of it.
+
+Every interrupted run exits 3, without a traceback, with its journal and as many reports as
+can be written, and leaves no fault behind: a signal before anything started stops at once;
+one during the rollbacks is recorded but never cuts them short; one while the reports are
+written still lets them be written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import REPO, Workspace, wait_for
+
+pytestmark = pytest.mark.integration
+TEST_EXPERIMENTS = REPO / "tests" / "experiments"
+
+
+def _start(workspace: Workspace, marker: str, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+    return workspace.start(
+        "run",
+        str(TEST_EXPERIMENTS / "freeze-slow-rollback.yaml"),
+        "--var",
+        f"sleeper_pattern={marker}",
+        *extra,
+    )
+
+
+def _run_dir(out_dir: Path) -> Path:
+    [run_dir] = [p for p in out_dir.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def _journal(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((run_dir / "journal.json").read_text())
+
+
+def test_the_journal_is_on_disk_from_the_first_moment_and_after_a_sigkill(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper
+    process, out_dir = _start(workspace, marker, "--var", "pause_s:int=60")
+    try:
+        wait_for(lambda: any(out_dir.iterdir()), 30, "the run directory")
+        run_dir = _run_dir(out_dir)
+        # Valid from the moment the directory exists: never a run without a journal.
+        first = wait_for(lambda: _readable(run_dir / "journal.json"), 5, "a journal")
+        assert first["status"] == "running" and first["experiment"]["title"]
+        wait_for(lambda: proc.status() == psutil.STATUS_STOPPED, 30, "the freeze")
+        during = wait_for(
+            lambda: (j := _readable(run_dir / "journal.json")) and j["run"] and j, 10, "the action"
+        )
+        assert during["status"] == "running"
+        assert during["run"][0]["activity"]["name"] == "freeze-sleeper"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    after = _journal(run_dir)  # still a complete document
+    assert after["status"] == "running"
+    report = workspace.run("report", str(run_dir), "--format", "json")
+    assert report.code == 0, report.stderr
+    document = json.loads((run_dir / "report.json").read_text())
+    assert document["verdict"]["status"] == "interrupted"
+    assert "never finished" in document["verdict"]["reasons"][0]
+    assert workspace.run("recover").code == 0
+    assert proc.status() != psutil.STATUS_STOPPED
+
+
+def _readable(path: Path) -> dict | None:  # type: ignore[type-arg]
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for ``signum`` (``SigCgt`` in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(
+        next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16
+    )
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.15, 0.4, 0.8])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_the_run_started_exits_3_without_a_traceback(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str], signum: int, delay_s: float
+) -> None:
+    proc, marker = sleeper
+    process, _ = _start(workspace, marker, "--var", "pause_s:int=60")
+    # From the moment the command handles SIGTERM (the first thing `inoculate` does; before
+    # that the interpreter is still starting and its own defaults apply), then while it
+    # imports and validates.
+    wait_for(lambda: _catches(process.pid, signal.SIGTERM), 30, "the command to start")
+    time.sleep(delay_s)
+    process.send_signal(signum)
+    if proc.status() == psutil.STATUS_STOPPED:
+        process.send_signal(signum)  # it got as far as the fault: the mid-method path
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stdout + stderr
+    assert "Traceback" not in stderr
+    assert proc.status() != psutil.STATUS_STOPPED
+    assert workspace.outstanding_faults() == []
+
+
+def test_a_signal_during_the_rollbacks_interrupts_the_run_but_not_the_rollbacks(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper
+    process, out_dir = _start(workspace, marker, "--var", "rollback_s:int=3")
+    try:
+        wait_for(lambda: proc.status() == psutil.STATUS_STOPPED, 30, "the freeze")
+        # The thaw rollback settles the fault; the slow one is then running.
+        wait_for(lambda: proc.status() != psutil.STATUS_STOPPED, 30, "the thaw rollback")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stdout + stderr
+    run_dir = _run_dir(out_dir)
+    journal = _journal(run_dir)
+    assert journal["status"] == "interrupted"
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
+    assert journal["rollbacks"][1]["output"]["slept_s"] >= 2.9  # not cut short
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "SIGTERM" in summary["reasons"][0]
+    assert workspace.outstanding_faults() == []
+
+
+def test_a_storm_of_signals_from_the_rollbacks_on_still_ends_with_exit_3_and_reports(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper
+    process, out_dir = _start(workspace, marker, "--var", "rollback_s:int=1")
+    try:
+        wait_for(lambda: proc.status() == psutil.STATUS_STOPPED, 30, "the freeze")
+        wait_for(lambda: proc.status() != psutil.STATUS_STOPPED, 30, "the thaw rollback")
+        sent = 0
+        while process.poll() is None and sent < 400:  # rollbacks, teardown, reports
+            process.send_signal(signal.SIGINT if sent % 2 else signal.SIGTERM)
+            sent += 1
+            time.sleep(0.02)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stdout + stderr
+    assert "Traceback" not in stderr
+    run_dir = _run_dir(out_dir)
+    assert _journal(run_dir)["status"] == "interrupted"
+    assert (run_dir / "summary.json").is_file()
+    assert (run_dir / "report.html").is_file() and (run_dir / "report.json").is_file()
+    assert workspace.outstanding_faults() == []
