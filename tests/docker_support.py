@@ -33,6 +33,10 @@ RUN_LABEL = "inoculate.run"
 BUILD_SCRIPT = REPO / "deploy" / "docker" / "build_offline_image.py"
 # PID 1 that exits on SIGTERM (docker stop) and costs nothing while it waits.
 IDLE_COMMAND = ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
+# PID 1 that ignores SIGTERM: `docker stop` takes its whole timeout, then SIGKILLs it.
+DEAF_COMMAND = ["bash", "-c", "trap '' TERM; sleep infinity & wait"]
+# PID 1 that exits 2 s after a SIGTERM, as a service draining its requests would.
+SLOW_EXIT_COMMAND = ["bash", "-c", "trap 'sleep 2; exit 0' TERM; sleep infinity & wait"]
 SERVE_CATALOG = [
     "python3",
     "-m",
@@ -124,6 +128,8 @@ class DockerRun:
         aliases: list[str] | None = None,
         healthcheck: dict[str, Any] | None = None,
         restart_policy: str = "no",
+        environment: dict[str, str] | None = None,
+        ports: list[int] | None = None,
         **host_config: Any,
     ) -> str:
         """Create and start a container; return its name."""
@@ -138,6 +144,8 @@ class DockerRun:
             command=command or IDLE_COMMAND,
             name=name,
             labels={RUN_LABEL: self.run_id, **(labels or {})},
+            environment=environment,
+            ports=ports,
             healthcheck=healthcheck,
             host_config=api.create_host_config(
                 restart_policy={"Name": restart_policy, "MaximumRetryCount": 0},

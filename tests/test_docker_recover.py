@@ -4,6 +4,7 @@ from the ledger alone, and a Docker shop's containers do not outlive the runner.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +108,49 @@ def test_a_killed_runs_docker_shop_is_removed_and_recover_settles(
     assert result.code == 0, result.stdout + result.stderr
     assert "1 fault(s) reverted, 0 left" in result.stdout
     assert workspace.outstanding_faults() == []
+
+
+def test_recover_does_not_recreate_a_removed_container_of_a_reaped_shop(
+    workspace: Workspace, docker_run: DockerRun
+) -> None:
+    def removed() -> bool:
+        [record] = workspace.outstanding_faults()
+        return not any(docker_run.exists(n) for n in record["target"]["containers"])
+
+    _sigkill_when_recorded(
+        workspace, 1, str(TEST_EXPERIMENTS / "docker-shop-remove-held.yaml"), done=removed
+    )
+    [record] = workspace.outstanding_faults()
+    shop = _shop_label(record)
+    api = docker_run.client.api
+    eventually(
+        lambda: (
+            not api.containers(all=True, filters={"label": [shop]})
+            and not api.networks(filters={"label": [shop]})
+        ),
+        20,
+        "the reaper to remove the shop",
+    )
+    try:
+        result = workspace.run("recover", "--ledger", str(workspace.ledger))
+        assert result.code == 0, result.stdout + result.stderr
+        assert "1 fault(s) reverted, 0 left" in result.stdout
+        assert "not re-created" in result.stdout
+        # Nothing of the dead run's shop came back, not even a Created container.
+        time.sleep(1)
+        assert not api.containers(all=True, filters={"label": [shop]})
+    finally:
+        _remove_labelled(api, shop)
+    assert workspace.outstanding_faults() == []
+    assert not list(workspace.root.glob("ledger.jsonl.secrets/*"))
+    again = workspace.run("recover", "--ledger", str(workspace.ledger))
+    assert again.code == 0 and "0 fault(s) reverted, 0 left" in again.stdout
+
+
+def _remove_labelled(api: Any, label: str) -> None:
+    # What a failing recover re-created carries the shop's label, not the test's.
+    for item in api.containers(all=True, filters={"label": [label]}):
+        api.remove_container(item["Id"], force=True)
 
 
 def _shop_label(record: dict[str, Any]) -> str:

@@ -226,19 +226,46 @@ class ShopDockerSystem:
         return [f"{SHOP_LABEL}={state.shop_id}", f"{key}={service}"]
 
 
-def remove_shop(host: str, shop_id: str) -> list[str]:
-    """Remove every container and the network labelled with ``shop_id``; return the names."""
-    removed = []
+def remove_shop(host: str, shop_id: str, rounds: int = 20) -> list[str]:
+    """Remove every container and the network labelled with ``shop_id``; return the names.
+
+    Sweeps again until nothing labelled is left (at most ``rounds`` times): a container
+    created while the shop goes — the undo of ``remove_containers`` re-creating one of its
+    containers — keeps the network busy, and must go with the rest instead of outliving it.
+    """
+    removed: list[str] = []
+    label = {"label": [f"{SHOP_LABEL}={shop_id}"]}
     with _client(host) as client:
-        label = {"label": [f"{SHOP_LABEL}={shop_id}"]}
-        for item in client.api.containers(all=True, filters=label):
-            with contextlib.suppress(NotFound):
-                client.api.remove_container(item["Id"], force=True, v=True)
-                removed.append(item["Names"][0].lstrip("/"))
-        for network in client.api.networks(filters=label):
-            with contextlib.suppress(NotFound):
-                client.api.remove_network(network["Id"])
+        for _ in range(rounds):
+            removed += _remove_containers(client.api, label)
+            if _remove_networks(client.api, label) and not client.api.containers(
+                all=True, filters=label
+            ):
+                break
+            time.sleep(0.2)
     return removed
+
+
+def _remove_containers(api: Any, label: dict[str, list[str]]) -> list[str]:
+    removed = []
+    for item in api.containers(all=True, filters=label):
+        with contextlib.suppress(NotFound):
+            api.remove_container(item["Id"], force=True, v=True)
+            removed.append(item["Names"][0].lstrip("/"))
+    return removed
+
+
+def _remove_networks(api: Any, label: dict[str, list[str]]) -> bool:
+    """Remove the labelled networks; False when one is still in use (swept again)."""
+    done = True
+    for network in api.networks(filters=label):
+        try:
+            api.remove_network(network["Id"])
+        except NotFound:
+            pass
+        except APIError:
+            done = False  # an endpoint is still attached: a container came meanwhile
+    return done
 
 
 # --- start-up ---

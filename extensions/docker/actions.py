@@ -12,18 +12,37 @@ Faults: ``kill_containers`` (any signal; through the Engine API, or ``via: host`
 — see there), ``stop_containers``, ``pause_containers``, ``restart_containers``,
 ``remove_containers``, ``disconnect_network``, ``squeeze_resources`` (``docker update`` of
 CPU and memory). Each writes its undo record to the fault ledger before it acts (see
-``inoculate.faults.protocol``): the containers it hit and, for the faults that change them, what
-they were — the networks' endpoint settings, the original limits, the whole creation
-config of a removed container. Rollbacks (``ensure_containers_running``,
-``unpause_containers``, ``reconnect_network``, ``restore_resources``) and ``inoculate
-recover`` undo them from those records alone.
+``inoculate.faults.protocol``): the containers it hit (with their pid and start time) and, for
+the faults that change them, what they were — the networks' endpoint settings, the original
+limits, the creation config of a removed container. Rollbacks
+(``ensure_containers_running``, ``unpause_containers``, ``reconnect_network``,
+``restore_resources``) and ``inoculate recover`` undo them from those records alone.
+
+**In flight.** A fault holds a lock beside the ledger while it acts, and a revert waits for
+it (see :mod:`.reverters` and :mod:`.sidecar`): a rollback or ``recover`` never settles a
+record while a ``docker stop`` (or kill, restart, pause ...) it undoes can still land.
+
+**Which records a rollback settles.** Those of its own run (``revert_matching``) whose
+containers are all among the ones the rollback names — by container name or id, by its
+pattern on their names, or by their labels — not only records written with the same
+selector: ``ensure_containers_running(name: [a, b])`` settles a fault injected with
+``name: a``.
 
 Undo of ``remove_containers``: the container is created again from its recorded config
 (same name, image, command, environment, labels, host config — restart policy, limits,
 ports, mounts —, networks with their aliases) and started if it ran; its anonymous volumes
 are re-attached (removal keeps them). Files written to the container's own writable layer
 are gone: that is what removing a container means, and why the undo is a *re*-creation.
-The recorded config includes the container's environment, so the ledger holds it.
+If its network no longer exists, its system was removed meanwhile: it is not re-created
+(nothing may outlive the system that owns it), and a rollback that expected it fails.
+
+What is stored where, for a removed container's **environment**: the ledger (and the run's
+``faults.jsonl``) holds only the variables' names in order and which of them the image
+provides (``undo.containers[].spec.env``: ``{names, from_image}``); the values it set itself
+are in ``<ledger>.secrets/<operation>.json`` (mode 0600, in a 0700 directory; the file is
+named in ``undo.operation.secrets``), written and fsynced before the container is removed
+and deleted when the record is settled. The image's values are read back from the image
+(by id) when the container is re-created.
 
 Probes: ``containers_state``, ``containers_running``, ``containers_healthy``,
 ``restart_count`` and ``wait_until_healthy``; ``{met: ...}`` results suit a jsonpath
@@ -36,7 +55,8 @@ import os
 import signal as signals
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from chaoslib.types import Configuration
 from docker.errors import NotFound
@@ -48,6 +68,7 @@ from inoculate.extensions.docker.engine import (
     creation_spec,
     docker_host,
     find_containers,
+    image_env,
     inspect_or_none,
     open_client,
     parse_memory,
@@ -57,9 +78,14 @@ from inoculate.extensions.docker.engine import (
     wait_until,
 )
 from inoculate.extensions.docker.reverters import FAMILY, bring_up, revert_pause, wait_running
+from inoculate.extensions.docker.sidecar import ActLock, Operation, write_secrets
 from inoculate.faults.blast_radius import Selection, select
-from inoculate.faults.ledger import LedgerRecord, ledger_from_configuration
-from inoculate.faults.protocol import inject, revert_matching, settle
+from inoculate.faults.ledger import (
+    LedgerRecord,
+    ledger_from_configuration,
+    run_id_from_configuration,
+)
+from inoculate.faults.protocol import RevertOutcome, inject, revert_matching, settle
 from inoculate.model.errors import BlastRadiusError, FaultError
 
 __all__ = [
@@ -77,8 +103,14 @@ __all__ = [
 ]
 
 Names = str | list[str] | None
+T = TypeVar("T")
 _UP_FAULTS = ("kill", "stop", "restart", "pause", "remove")
 _SETTLE_TIMEOUT_S = 10.0
+# How long the daemon may take, past a fault's own timeouts, to carry out one request on a
+# busy machine: a revert of a half-done fault waits that long for its effect to land.
+_DAEMON_GRACE_S = 5.0
+_KILL_WAIT_S = 5.0
+_DEFAULT_STOP_TIMEOUT_S = 10.0
 
 
 # --- faults ---
@@ -114,18 +146,23 @@ def kill_containers(
                 f"`via: host` needs the local Docker daemon (a unix socket), not {host}"
             )
         chosen, selection = _choose(client, selector, {"running"}, count, percentage, seed)
+        before = [_before(client.api, ref) for ref in chosen]
 
         def act() -> list[dict[str, Any]]:
             return [_kill_one(client.api, ref, signum, signame, via) for ref in chosen]
 
-        _, killed = inject(
+        # After SIGKILL the act waits for the process to go; any other signal is handled by
+        # the process in its own time, which Docker bounds by the container's stop timeout.
+        lands_after_act = signum != signals.SIGKILL
+        window = _stop_timeout(before) if lands_after_act else _KILL_WAIT_S
+        _, killed = _inject(
             configuration,
-            FAMILY,
             "kill",
             _record_target(selector, chosen),
-            {"docker_host": host, "containers": [ref.to_json() for ref in chosen]},
+            {"docker_host": host, "containers": before},
             act,
-            description=f"{signame} ({via}) containers {_names(chosen)}",
+            f"{signame} ({via}) containers {_names(chosen)}",
+            Operation.new(_ledger_path(configuration), window + _DAEMON_GRACE_S, lands_after_act),
         )
     return _output(selector, selection, containers=killed, signal=signame, via=via)
 
@@ -155,14 +192,14 @@ def stop_containers(
                 client.api.stop(ref.id, timeout=timeout_s)
             return [ref.to_json() for ref in chosen]
 
-        _, stopped = inject(
+        _, stopped = _inject(
             configuration,
-            FAMILY,
             "stop",
             _record_target(selector, chosen),
-            {"docker_host": host, "containers": [ref.to_json() for ref in chosen]},
+            {"docker_host": host, "containers": [_before(client.api, r) for r in chosen]},
             act,
-            description=f"docker stop {_names(chosen)}",
+            f"docker stop {_names(chosen)}",
+            Operation.new(_ledger_path(configuration), timeout_s + _DAEMON_GRACE_S),
         )
     return _output(selector, selection, containers=stopped)
 
@@ -196,14 +233,14 @@ def pause_containers(
                 client.api.pause(ref.id)
             return [ref.to_json() for ref in chosen]
 
-        record, paused = inject(
+        record, paused = _inject(
             configuration,
-            FAMILY,
             "pause",
             _record_target(selector, chosen),
-            {"docker_host": host, "containers": [ref.to_json() for ref in chosen]},
+            {"docker_host": host, "containers": [_before(client.api, r) for r in chosen]},
             act,
-            description=f"docker pause {_names(chosen)}",
+            f"docker pause {_names(chosen)}",
+            Operation.new(_ledger_path(configuration), _DAEMON_GRACE_S),
         )
     if duration_s is not None:
         try:
@@ -239,14 +276,16 @@ def restart_containers(
                 client.api.restart(ref.id, timeout=timeout_s)
             return [wait_running(client.api, ref, timeout_s + _SETTLE_TIMEOUT_S) for ref in chosen]
 
-        record, running = inject(
+        record, running = _inject(
             configuration,
-            FAMILY,
             "restart",
             _record_target(selector, chosen),
-            {"docker_host": host, "containers": [ref.to_json() for ref in chosen]},
+            {"docker_host": host, "containers": [_before(client.api, r) for r in chosen]},
             act,
-            description=f"docker restart {_names(chosen)}",
+            f"docker restart {_names(chosen)}",
+            Operation.new(
+                _ledger_path(configuration), 2 * timeout_s + _SETTLE_TIMEOUT_S + _DAEMON_GRACE_S
+            ),
         )
     settle(ledger_from_configuration(configuration), record, f"restarted {_names(chosen)}")
     return _output(selector, selection, containers=running)
@@ -271,25 +310,32 @@ def remove_containers(
     selector = Selector.from_arguments(name, label, pattern, service, configuration)
     with open_client(host) as client:
         chosen, selection = _choose(client, selector, None, count, percentage, seed)
-        specs = []
+        specs, own_env = [], {}
         for ref in chosen:
             info = inspect_or_none(client.api, ref.id)
             if info is not None:
-                specs.append({**ref.to_json(), "spec": creation_spec(info)})
+                spec, own_env[ref.id] = creation_spec(info, image_env(client.api, info["Image"]))
+                specs.append({**ref.to_json(), "spec": spec})
+        operation = Operation.new(_ledger_path(configuration), _DAEMON_GRACE_S, with_secrets=True)
+        secrets_file = operation.secrets
 
         def act() -> list[dict[str, Any]]:
+            # The environment's values go beside the ledger, never into it (see the module's
+            # docstring); on disk before anything is removed, so the undo can put them back.
+            if secrets_file is not None:  # always, for a removal
+                write_secrets(secrets_file, own_env)
             for ref in chosen:
                 client.api.remove_container(ref.id, force=True, v=False)
             return [ref.to_json() for ref in chosen]
 
-        _, removed = inject(
+        _, removed = _inject(
             configuration,
-            FAMILY,
             "remove",
             _record_target(selector, chosen),
             {"docker_host": host, "containers": specs},
             act,
-            description=f"docker rm -f {_names(chosen)}",
+            f"docker rm -f {_names(chosen)}",
+            operation,
         )
     return _output(selector, selection, containers=removed)
 
@@ -334,9 +380,8 @@ def disconnect_network(
                 client.api.disconnect_container_from_network(ref.id, net["Id"])
             return [ref.to_json() for ref in chosen]
 
-        _, disconnected = inject(
+        _, disconnected = _inject(
             configuration,
-            FAMILY,
             "disconnect",
             {**_record_target(selector, chosen), "network": net["Name"]},
             {
@@ -345,7 +390,8 @@ def disconnect_network(
                 "containers": undo_containers,
             },
             act,
-            description=f"disconnect {_names(chosen)} from network {net['Name']}",
+            f"disconnect {_names(chosen)} from network {net['Name']}",
+            Operation.new(_ledger_path(configuration), _DAEMON_GRACE_S),
         )
     return _output(selector, selection, containers=disconnected, network=net["Name"])
 
@@ -391,14 +437,14 @@ def squeeze_resources(
                 update_resources(client.api, plan["id"], plan["squeezed"])
             return plans
 
-        _, squeezed_all = inject(
+        _, squeezed_all = _inject(
             configuration,
-            FAMILY,
             "squeeze",
             _record_target(selector, chosen),
             {"docker_host": host, "containers": plans},
             act,
-            description=f"docker update cpus={cpus} memory={memory} {_names(chosen)}",
+            f"docker update cpus={cpus} memory={memory} {_names(chosen)}",
+            Operation.new(_ledger_path(configuration), _DAEMON_GRACE_S),
         )
     return _output(selector, selection, containers=squeezed_all, cpus=cpus, memory=memory)
 
@@ -415,19 +461,36 @@ def ensure_containers_running(
     healthy: bool = False,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
-    """Rollback: revert this target's kill/stop/pause/remove/restart records, then unpause,
-    start and wait for every matching container until it runs (and is healthy, with
-    ``healthy: true``)."""
+    """Rollback: revert this run's kill/stop/pause/remove/restart records of these
+    containers, then unpause, start and wait for every matching container until it runs (and
+    is healthy, with ``healthy: true``).
+
+    Fails, naming them, when a container it names — or one this run removed — is missing
+    afterwards. Containers that another run's outstanding fault holds are left to that run
+    (listed in ``left_to_other_runs``): a neighbour's rollback must not undo its fault.
+    """
     selector = Selector.from_arguments(name, label, pattern, service, configuration)
-    reverted = _revert_matching(configuration, selector, _UP_FAULTS)
     with open_client(docker_host(configuration)) as client:
+        outcomes = _revert_matching(configuration, client, selector, _UP_FAULTS)
         refs = find_containers(client, selector)
-        for ref in refs:
+        _require_present(selector, outcomes, refs)
+        held = _held_by_other_runs(configuration)
+        ours = [ref for ref in refs if ref.id not in held]
+        for ref in ours:
             info = inspect_or_none(client.api, ref.id)
             if info is not None:
                 bring_up(client.api, info)
-        running = [wait_running(client.api, ref, timeout_s, healthy) for ref in refs]
-    return {"target": selector.to_json(), "reverted": reverted, "containers": running}
+        running = [wait_running(client.api, ref, timeout_s, healthy) for ref in ours]
+    return {
+        "target": selector.to_json(),
+        "reverted": [o.to_json() for o in outcomes],
+        "containers": running,
+        "left_to_other_runs": [
+            {"name": ref.name, "run_id": held[ref.id].run_id, "fault": held[ref.id].kind}
+            for ref in refs
+            if ref.id in held
+        ],
+    }
 
 
 def unpause_containers(
@@ -439,10 +502,7 @@ def unpause_containers(
 ) -> dict[str, Any]:
     """Rollback of ``pause_containers``: unpause and settle the target's pause records."""
     selector = Selector.from_arguments(name, label, pattern, service, configuration)
-    return {
-        "target": selector.to_json(),
-        "reverted": _revert_matching(configuration, selector, ("pause",)),
-    }
+    return {"target": selector.to_json(), "reverted": _reverted(configuration, selector, "pause")}
 
 
 def reconnect_network(
@@ -457,7 +517,7 @@ def reconnect_network(
     ``network`` only, when given) and settle the records."""
     selector = Selector.from_arguments(name, label, pattern, service, configuration)
     extra = (lambda r: network is None or r.target.get("network") == network,)
-    reverted = _revert_matching(configuration, selector, ("disconnect",), *extra)
+    reverted = _reverted(configuration, selector, "disconnect", *extra)
     return {"target": selector.to_json(), "reverted": reverted}
 
 
@@ -470,10 +530,7 @@ def restore_resources(
 ) -> dict[str, Any]:
     """Rollback of ``squeeze_resources``: put back the recorded CPU and memory limits."""
     selector = Selector.from_arguments(name, label, pattern, service, configuration)
-    return {
-        "target": selector.to_json(),
-        "reverted": _revert_matching(configuration, selector, ("squeeze",)),
-    }
+    return {"target": selector.to_json(), "reverted": _reverted(configuration, selector, "squeeze")}
 
 
 # --- helpers ---
@@ -554,22 +611,115 @@ def _endpoint(api: Any, container_id: str, network_name: str) -> dict[str, Any]:
     }
 
 
+def _reverted(
+    configuration: Any, selector: Selector, fault: str, *extra: Callable[[LedgerRecord], bool]
+) -> list[dict[str, Any]]:
+    with open_client(docker_host(configuration)) as client:
+        outcomes = _revert_matching(configuration, client, selector, (fault,), *extra)
+    return [o.to_json() for o in outcomes]
+
+
 def _revert_matching(
     configuration: Any,
+    client: Any,
     selector: Selector,
     faults: tuple[str, ...],
     *extra: Callable[[LedgerRecord], bool],
-) -> list[dict[str, Any]]:
-    outcomes = revert_matching(
+) -> list[RevertOutcome]:
+    """Revert this run's records of ``faults`` whose containers the selector all names."""
+    present = find_containers(client, selector)
+
+    def covered(record: LedgerRecord) -> bool:
+        containers = record.undo.get("containers") or []
+        return bool(containers) and all(selector.designates(c, present) for c in containers)
+
+    return revert_matching(
         configuration,
         lambda r: (
             r.family == FAMILY
             and r.fault in faults
-            and selector.same_as(r.target)
+            and covered(r)
             and all(check(r) for check in extra)
         ),
     )
-    return [o.to_json() for o in outcomes]
+
+
+def _require_present(
+    selector: Selector, outcomes: list[RevertOutcome], refs: list[ContainerRef]
+) -> None:
+    """Fail when a container the rollback names, or one it was to re-create, is missing."""
+    expected = {str(v): "" for v in selector.value} if selector.kind == "name" else {}
+    for outcome in outcomes:
+        if outcome.record.fault == "remove":
+            for item in outcome.record.undo.get("containers", []):
+                expected[str(item["name"])] = outcome.detail
+    there = {ref.name for ref in refs}
+    missing = {name: why for name, why in expected.items() if name not in there}
+    if missing:
+        raise FaultError(
+            f"container(s) {sorted(missing)} do not exist after the rollback "
+            + "".join(f"({why}) " for why in sorted(set(missing.values())) if why)
+            + "— they are not running again: re-create them (or check the names), then run "
+            "the rollback again"
+        )
+
+
+def _held_by_other_runs(configuration: Any) -> dict[str, LedgerRecord]:
+    """Containers (by id) under an outstanding Docker fault of another run."""
+    own = run_id_from_configuration(configuration)
+    held = {}
+    for record in ledger_from_configuration(configuration).outstanding():
+        if record.family == FAMILY and record.run_id != own:
+            for item in record.undo.get("containers", []):
+                held[str(item["id"])] = record
+    return held
+
+
+def _ledger_path(configuration: Any) -> Path:
+    return ledger_from_configuration(configuration).path
+
+
+def _inject(
+    configuration: Any,
+    fault: str,
+    target: dict[str, Any],
+    undo: dict[str, Any],
+    act: Callable[[], T],
+    description: str,
+    operation: Operation,
+) -> tuple[LedgerRecord, T]:
+    """``inject`` while holding the operation's lock, so that a revert waits for the act."""
+    with ActLock(operation) as lock:
+        return inject(
+            configuration,
+            FAMILY,
+            fault,
+            target,
+            {**undo, "operation": operation.to_json()},
+            lambda: lock.run(act),
+            description=description,
+        )
+
+
+def _before(api: Any, ref: ContainerRef) -> dict[str, Any]:
+    """A container as the record keeps it: what a revert needs to tell whether a fault's
+    change has landed on it (its main process and when it started)."""
+    info = inspect_or_none(api, ref.id) or {}
+    state = info.get("State") or {}
+    before = {**ref.to_json(), "pid": int(state.get("Pid") or 0)}
+    before["started_at"] = state.get("StartedAt")
+    if (info.get("Config") or {}).get("StopTimeout") is not None:
+        before["stop_timeout"] = info["Config"]["StopTimeout"]
+    return before
+
+
+def _stop_timeout(before: list[dict[str, Any]]) -> float:
+    # The longest any of them is given to exit on its stop signal (Docker's default: 10 s).
+    return (
+        _DEFAULT_STOP_TIMEOUT_S
+        if not before
+        else max(float(item.get("stop_timeout") or _DEFAULT_STOP_TIMEOUT_S) for item in before)
+    )
 
 
 def _signal(name: str | int) -> tuple[int, str]:

@@ -1,6 +1,11 @@
 """Docker Engine plumbing for ``inoculate.extensions.docker``: the client, target selection,
 container facts, re-creating a removed container, and the arithmetic of ``docker update`` limits.
 
+A removed container's creation spec never holds its environment's values: only the
+variables' names and which of them its image provides (:func:`creation_spec`); the values
+it set itself go to a 0600 file beside the ledger (:mod:`.sidecar`), and :func:`restore_env`
+puts the two back together.
+
 Everything talks to the daemon through the Docker SDK (``docker`` on PyPI). The daemon a
 fault used is recorded in its ledger record (``docker_host``), so a reverter running in
 ``inoculate recover`` — with no experiment configuration — reaches the same daemon.
@@ -12,7 +17,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -34,12 +39,15 @@ __all__ = [
     "creation_spec",
     "docker_host",
     "find_containers",
+    "image_env",
     "inspect_or_none",
     "is_healthy",
+    "missing_networks",
     "open_client",
     "recreate",
     "resources_of",
     "restore_body",
+    "restore_env",
     "squeeze_body",
     "update_resources",
     "wait_until",
@@ -53,13 +61,16 @@ API_TIMEOUT_S = 30
 UNLIMITED_MEMORY = 9223372036854771712
 CFS_PERIOD_US = 100_000
 MIN_MEMORY = 6 * 1024 * 1024  # the daemon refuses smaller limits
-# Container config keys that POST /containers/create takes back as they were inspected.
+# Container config keys that POST /containers/create takes back as they were inspected. The
+# environment is not one of them: its values stay out of the ledger (see creation_spec).
 _CREATE_KEYS = (
-    "Image", "Cmd", "Entrypoint", "Env", "Labels", "WorkingDir", "User", "Hostname",
+    "Image", "Cmd", "Entrypoint", "Labels", "WorkingDir", "User", "Hostname",
     "Domainname", "ExposedPorts", "Healthcheck", "StopSignal", "StopTimeout", "Tty",
     "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr", "Volumes",
 )  # fmt: skip
 _ENDPOINT_KEYS = ("Aliases", "IPAMConfig", "Links", "DriverOpts")
+# Networks every daemon has: they never go away with a system.
+_BUILTIN_NETWORKS = frozenset({"bridge", "host", "none", "default"})
 
 
 class DockerUnavailable(FaultError):
@@ -138,9 +149,20 @@ class Selector:
             value = value[0]
         return {self.kind: list(value) if isinstance(value, tuple) else value}
 
-    def same_as(self, recorded: Mapping[str, Any]) -> bool:
-        """Whether a ledger record's target was made by this selector."""
-        return {k: recorded.get(k) for k in self.to_json()} == self.to_json()
+    def designates(self, recorded: Mapping[str, Any], present: Iterable[ContainerRef]) -> bool:
+        """Whether a container of a ledger record (``{id, name, spec?}``) is one this
+        selector names: by name or id, by the pattern on its name, or by its labels — as
+        listed now (``present``: what the selector finds on the daemon) or, for a removed
+        container, as its recorded spec holds them."""
+        cid, name = str(recorded.get("id") or ""), str(recorded.get("name") or "")
+        if any(ref.id == cid or ref.name == name for ref in present):
+            return True
+        if self.kind == "name":
+            return any(v in (name, cid) or (len(v) >= 12 and cid.startswith(v)) for v in self.value)
+        if self.kind == "pattern":
+            return re.search(str(self.value), name) is not None
+        labels = ((recorded.get("spec") or {}).get("config") or {}).get("Labels") or {}
+        return bool(labels) and all(_label_matches(f, labels) for f in self.label_filters)
 
     def matches_name(self, name: str) -> bool:
         """Whether a container name matches (label filters are applied by the daemon)."""
@@ -149,6 +171,11 @@ class Selector:
         if self.kind == "pattern":
             return re.search(str(self.value), name) is not None
         return True
+
+
+def _label_matches(label_filter: str, labels: Mapping[str, str]) -> bool:
+    key, has_value, value = label_filter.partition("=")
+    return key in labels and (not has_value or labels[key] == value)
 
 
 def container_system(configuration: Mapping[str, Any] | None) -> tuple[ContainerSystem, Path]:
@@ -265,13 +292,19 @@ def wait_until(
 # --- remove: what it takes to create the container again ---
 
 
-def creation_spec(info: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything ``recreate`` needs, from the container's inspect document.
+def creation_spec(
+    info: Mapping[str, Any], image_env: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Everything ``recreate`` needs, from the container's inspect document, without the
+    values of its environment; and those values (the ``KEY=value`` entries its image does
+    not provide), to be kept apart from the ledger.
 
     The container's config and host config go back to ``POST /containers/create`` as they
     were inspected; its networks (with aliases and static addresses) are reconnected; its
     anonymous volumes are re-attached by name (they are kept when the container is
-    removed). What is lost: files written to the container's own writable layer.
+    removed). The spec's ``env`` lists the variables' names in order and those whose entry
+    is the image's own (``image_env``: read back from the image at re-creation). What is
+    lost: files written to the container's own writable layer.
     """
     config = {k: info["Config"][k] for k in _CREATE_KEYS if info["Config"].get(k) is not None}
     host_config = dict(info["HostConfig"])
@@ -284,6 +317,24 @@ def creation_spec(info: Mapping[str, Any]) -> dict[str, Any]:
             binds.append(f"{mount['Name']}:{destination}")
     if binds:
         host_config["Binds"] = binds
+    env = list(info["Config"].get("Env") or [])
+    from_image = set(image_env)
+    spec = {
+        "name": info["Name"].lstrip("/"),
+        "image_id": info["Image"],
+        "running": bool(info["State"].get("Running")),
+        "config": config,
+        "env": {
+            "names": [_env_name(e) for e in env],
+            "from_image": sorted({_env_name(e) for e in env if e in from_image}),
+        },
+        "host_config": host_config,
+        "networks": _endpoints(info),
+    }
+    return spec, [e for e in env if e not in from_image]
+
+
+def _endpoints(info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     own_alias = info["Id"][:12]
     networks = {}
     for network, settings in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
@@ -293,26 +344,89 @@ def creation_spec(info: Mapping[str, Any]) -> dict[str, Any]:
         if aliases:
             endpoint["Aliases"] = aliases
         networks[network] = endpoint
-    return {
-        "name": info["Name"].lstrip("/"),
-        "image_id": info["Image"],
-        "running": bool(info["State"].get("Running")),
-        "config": config,
-        "host_config": host_config,
-        "networks": networks,
-    }
+    return networks
 
 
-def recreate(api: Any, spec: Mapping[str, Any]) -> str:
-    """Create (and start, if it ran) a container from a :func:`creation_spec`; return its id."""
+def _env_name(entry: str) -> str:
+    return entry.partition("=")[0]
+
+
+def image_env(api: Any, image_id: str) -> list[str]:
+    """The environment an image gives its containers (``[]`` when the image is gone)."""
+    try:
+        return list((api.inspect_image(image_id).get("Config") or {}).get("Env") or [])
+    except NotFound:
+        return []
+
+
+def restore_env(spec: Mapping[str, Any], from_image: list[str], own: list[str]) -> list[str]:
+    """The container's environment again, in its order: each variable from the image
+    (``from_image``) or from the entries it set itself (``own``, kept beside the ledger)."""
+    recorded = spec.get("env") or {}
+    image = {_env_name(e): e for e in from_image}
+    image_names = set(recorded.get("from_image") or [])
+    own_entries = iter(own)
+    env = []
+    for name in recorded.get("names") or []:
+        entry = image.get(name) if name in image_names else next(own_entries, None)
+        if entry is None or _env_name(entry) != name:
+            raise FaultError(
+                f"the environment variable {name} of {spec['name']} is no longer known (its "
+                "image changed, or the file beside the ledger that kept its value is gone): "
+                f"re-create {spec['name']} by hand; `inoculate recover` then finds it and "
+                "settles the fault"
+            )
+        env.append(entry)
+    return env
+
+
+def missing_networks(api: Any, spec: Mapping[str, Any]) -> list[str]:
+    """The networks a removed container was on that no longer exist (nor, for a
+    ``container:<id>`` network mode, the container it shared a network with)."""
+    missing = []
+    mode = str(spec["host_config"].get("NetworkMode") or "")
+    if mode.startswith("container:") and inspect_or_none(api, mode.partition(":")[2]) is None:
+        missing.append(mode)
+    for network in spec["networks"]:
+        if network in _BUILTIN_NETWORKS:
+            continue
+        try:
+            api.inspect_network(network)
+        except NotFound:
+            missing.append(network)
+    return missing
+
+
+def recreate(api: Any, spec: Mapping[str, Any], env: list[str]) -> str:
+    """Create (and start, if it ran) a container from a :func:`creation_spec` and its
+    environment; return its id. If that fails half-way, what was created is removed."""
     body: dict[str, Any] = {**spec["config"], "HostConfig": spec["host_config"]}
+    if env:
+        body["Env"] = env
     body["Image"] = _same_image(api, str(body.get("Image") or ""), str(spec["image_id"]))
     networks: dict[str, Any] = dict(spec["networks"])
     mode = str(spec["host_config"].get("NetworkMode") or "")
     first = mode if mode in networks else next(iter(networks), None)
     if first is not None:
         body["NetworkingConfig"] = {"EndpointsConfig": {first: networks.pop(first)}}
-    created = api.create_container_from_config(body, name=spec["name"])["Id"]
+    try:
+        created = api.create_container_from_config(body, name=spec["name"])["Id"]
+    except DockerException as exc:
+        raise FaultError(f"cannot create {spec['name']} again: {exc}") from exc
+    try:
+        _attach_and_start(api, created, networks, bool(spec["running"]))
+    except DockerException as exc:
+        # A created container that cannot run would outlive everything: take it back.
+        with contextlib.suppress(NotFound):
+            api.remove_container(created, force=True, v=False)
+        raise FaultError(
+            f"re-created {spec['name']}, but it could not be connected or started ({exc}); "
+            "it was removed again"
+        ) from exc
+    return str(created)
+
+
+def _attach_and_start(api: Any, created: str, networks: Mapping[str, Any], start: bool) -> None:
     for network, endpoint in networks.items():
         ipam = endpoint.get("IPAMConfig") or {}
         api.connect_container_to_network(
@@ -323,9 +437,8 @@ def recreate(api: Any, spec: Mapping[str, Any]) -> str:
             ipv4_address=ipam.get("IPv4Address") or None,
             ipv6_address=ipam.get("IPv6Address") or None,
         )
-    if spec["running"]:
+    if start:
         api.start(created)
-    return created
 
 
 def _same_image(api: Any, reference: str, image_id: str) -> str:
