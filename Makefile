@@ -44,6 +44,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	INOCULATE_RUNBOOK_FEEDBACK=off $(BIN)/python -m pytest -q
 
+## The crash soak (tests/soak.py): SIGKILL/SIGINT/SIGTERM at random moments of many runs.
+## SOAK_TRIALS=200 by default; SOAK_SEED=S replays a soak.
+SOAK_TRIALS ?= 200
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --trials $(SOAK_TRIALS) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["sleep"]
+__all__ = ["echo", "fail_with", "sleep"]
 
 
 def sleep(seconds: float) -> dict[str, float]:
@@ -13,3 +13,13 @@ def sleep(seconds: float) -> dict[str, float]:
     started = time.monotonic()
     time.sleep(seconds)
     return {"slept_s": round(time.monotonic() - started, 3)}
+
+
+def echo(message: str) -> dict[str, str]:
+    """Return ``message`` (an action output the journal records)."""
+    return {"message": message}
+
+
+def fail_with(message: str) -> None:
+    """Fail with ``message`` (an activity error chaoslib logs and journals)."""
+    raise RuntimeError(f"cleanup refused: {message}")

@@ -58,6 +58,7 @@ from inoculate.model.errors import FaultError
 __all__ = [
     "FAMILY",
     "REVERTERS",
+    "TARGET_KEYS",
     "after_act",
     "bring_up",
     "revert_disconnect",
@@ -339,4 +340,15 @@ REVERTERS: Mapping[str, Reverter] = MappingProxyType(
         "disconnect": revert_disconnect,
         "squeeze": revert_squeeze,
     }
+)
+
+
+def _containers(record: LedgerRecord) -> set[str]:
+    return {f"container:{item['id']}" for item in record.undo.get("containers", [])}
+
+
+# A container two live runs paused (or stopped ...) is brought back by the last one to
+# revert (see inoculate.faults.kinds): the first settles its record and leaves it.
+TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
+    {fault: _containers for fault in ("kill", "stop", "restart", "pause", "squeeze")}
 )

@@ -160,10 +160,11 @@ class FaultLedger:
         run_id: str | None = None,
         description: str = "",
         run_dir: str | None = None,
+        record_id: str | None = None,
     ) -> LedgerRecord:
         """Durably record a fault about to be injected; return the record (its id undoes it)."""
         record = LedgerRecord(
-            id=uuid.uuid4().hex,
+            id=record_id or uuid.uuid4().hex,
             kind=kind,
             target=dict(target),
             undo=dict(undo),

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from inoculate.faults import hidden
 from inoculate.faults.kinds import UnknownKind, reverter_for, target_keys
 from inoculate.faults.ledger import (
     FaultLedger,
@@ -34,6 +36,7 @@ from inoculate.faults.ledger import (
 )
 from inoculate.model.errors import FaultError
 from inoculate.model.layout import FAULTS_FILE
+from inoculate.model.secrets import scrub, scrub_text, secrets_of
 
 __all__ = [
     "RevertOutcome",
@@ -89,13 +92,20 @@ def inject(
     """Record the fault's undo durably, then act. The record stays if ``act`` fails part-way,
     so the rollback (or ``inoculate recover``) reverts whatever the act managed to do."""
     ledger = ledger_from_configuration(configuration)
+    run_id = run_id_from_configuration(configuration)
+    secrets = secrets_of(run_id)
+    record_id = uuid.uuid4().hex
+    hidden_undo, tokens = hidden.hide(undo, secrets)
+    if tokens:
+        hidden.store(ledger.path, record_id, tokens)
     record = ledger.record(
         kind=f"{family}:{fault}",
-        target=target,
-        undo=undo,
-        run_id=run_id_from_configuration(configuration),
-        description=description,
+        target=scrub(dict(target), secrets),
+        undo=hidden_undo,
+        run_id=run_id,
+        description=scrub_text(description, secrets),
         run_dir=run_dir_from_configuration(configuration),
+        record_id=record_id,
     )
     _append_timeline(record, {"op": "inject", "at": record.injected_at, **record.to_json()})
     return record, act()
@@ -103,7 +113,9 @@ def inject(
 
 def settle(ledger: FaultLedger, record: LedgerRecord, detail: str = "") -> None:
     """Mark a fault reverted in the ledger and in its run's fault timeline."""
+    detail = scrub_text(detail, set(hidden.load(ledger.path, record.id).values()))
     ledger.resolve(record.id)
+    hidden.discard(ledger.path, record.id)
     _append_timeline(record, {"op": "revert", "id": record.id, "at": time.time(), "detail": detail})
 
 
@@ -152,11 +164,15 @@ def revert_record(ledger: FaultLedger, record: LedgerRecord) -> RevertOutcome:
         )
         settle(ledger, record, detail)
         return RevertOutcome(record, True, detail)
+    tokens = hidden.load(ledger.path, record.id)
+    revealed = replace(record, undo=hidden.reveal(record.undo, tokens)) if tokens else record
     try:
-        detail = reverter(record)
+        detail = reverter(revealed)
     except Exception as exc:  # a reverter's failure must not stop the others
-        logger.warning("reverting %s failed: %s", record.description or record.id, exc)
-        return RevertOutcome(record, False, f"revert failed: {exc}")
+        why = scrub_text(str(exc), set(tokens.values()))
+        logger.warning("reverting %s failed: %s", record.description or record.id, why)
+        return RevertOutcome(record, False, f"revert failed: {why}")
+    detail = scrub_text(detail, set(tokens.values()))
     settle(ledger, record, detail)
     return RevertOutcome(record, True, detail)
 

@@ -51,7 +51,13 @@ from inoculate.model.layout import (
     new_run_dir,
 )
 from inoculate.model.processes import process_status
-from inoculate.model.secrets import scrub, secret_values
+from inoculate.model.secrets import (
+    SecretFilter,
+    forget_secrets,
+    remember_secrets,
+    scrub,
+    secret_values,
+)
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
 from inoculate.model.verdict import chaoslib_interruption
@@ -103,7 +109,8 @@ class RunSession(RunEventHandler):
         self._secrets: set[str] = secret_values(experiment.get("secrets"))
         self._journal_lock = threading.Lock()
         self._torn_down = False
-        write_json_atomic(self.run_dir / SPEC_FILE, self._spec_json())
+        self._log_filter: SecretFilter | None = None
+        self._write_spec()
 
     # ------------------------------------------------------------------ control hooks
 
@@ -139,7 +146,7 @@ class RunSession(RunEventHandler):
         finally:
             self._stop_components()
         self.summary = self._judge(journal or self._journal or {})
-        write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary.to_json())
+        write_json_atomic(self.run_dir / SUMMARY_FILE, scrub(self.summary.to_json(), self._secrets))
         if journal is not None:
             _amend_journal(journal, self.summary)
 
@@ -154,6 +161,10 @@ class RunSession(RunEventHandler):
         """The first event after our control is configured (chaoslib 1.44 fires ``started``
         before): keep the journal and write it, without the resolved secrets."""
         self._secrets |= secret_values(secrets)
+        # From here every fault this run records, and every line logged, is scrubbed.
+        remember_secrets(self.run_id, self._secrets)
+        self._filter_logs()
+        self._write_spec()
         self._journal = journal
         self._write_journal()
 
@@ -213,6 +224,8 @@ class RunSession(RunEventHandler):
         finally:
             # Only now: until the final journal is on disk a signal must not stop us.
             self.guard.restore()
+            forget_secrets(self.run_id)
+            self._unfilter_logs()
 
     # ------------------------------------------------------------------ internals
 
@@ -347,10 +360,32 @@ class RunSession(RunEventHandler):
                 document["status"] = "running"
             write_json_atomic(self.run_dir / JOURNAL_FILE, document)
 
+    def _write_spec(self) -> None:
+        write_json_atomic(self.run_dir / SPEC_FILE, scrub(self._spec_json(), self._secrets))
+
+    def _filter_logs(self) -> None:
+        # chaoslib logs an activity's error (a pattern, a URL: a secret) and under `chaos run`
+        # writes chaostoolkit.log: every handler of the run's loggers scrubs what it emits.
+        self._unfilter_logs()
+        self._log_filter = SecretFilter(self._secrets)
+        for handler in _run_log_handlers():
+            handler.addFilter(self._log_filter)
+
+    def _unfilter_logs(self) -> None:
+        if self._log_filter is not None:
+            for handler in _run_log_handlers():
+                handler.removeFilter(self._log_filter)
+            self._log_filter = None
+
     def _spec_json(self) -> dict[str, Any]:
         if self.spec is None:
             return {"slos": []}
         return self.spec.model_dump(mode="json")
+
+
+def _run_log_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(name) for name in ("chaostoolkit", "inoculate", "")]
+    return [handler for log in loggers for handler in log.handlers]
 
 
 def _parse_spec(

@@ -1,0 +1,140 @@
+"""No secret value ever reaches a file or the console (issue 8, point 6).
+
+Sentinel secrets from every source a run has — inline in the experiment, the environment,
+a ``.env`` var file, a YAML var file — are used where they spread: a fault's target (the
+pattern of a freeze, found in the frozen process's command line), an action's output, a
+probe whose error repeats its URL, a rollback whose error repeats its argument. Then every
+file the run, its reports, the history and a recover wrote, and everything they printed,
+is searched for every sentinel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from inoculate.model.processes import process_status
+from tests.support import Workspace
+
+pytestmark = pytest.mark.integration
+
+
+def _experiment(marker: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "title": "Secrets stay secret",
+        "description": "Every secret source, used where a value spreads.",
+        "secrets": {
+            "sec": {
+                "inline": marker,
+                "from_env": {"type": "env", "key": "INOCULATE_TEST_SECRET"},
+                "from_dotenv": {"type": "env", "key": "INOCULATE_TEST_DOTENV_SECRET"},
+            }
+        },
+        "method": [
+            {
+                "type": "action",
+                "name": "freeze-by-secret-pattern",
+                "provider": {"type": "python", "module": "inoculate.extensions.process",
+                             "func": "freeze", "arguments": {"pattern": "${inline}"}},
+                "secrets": ["sec"],
+            },
+            {
+                "type": "action",
+                "name": "echo-env-secret",
+                "provider": {"type": "python", "module": "tests.activities", "func": "echo",
+                             "arguments": {"message": "token=${from_env}"}},
+                "secrets": ["sec"],
+            },
+            {
+                "type": "probe",
+                "name": "health-with-key",
+                "provider": {"type": "python", "module": "inoculate.steady_state.probes",
+                             "func": "http_healthy",
+                             "arguments": {"url": "http://127.0.0.1:9/health?key=${from_yaml}",
+                                           "timeout_s": 0.5}},
+                "secrets": ["sec"],
+            },
+        ],
+        "rollbacks": [
+            {
+                "type": "action",
+                "name": "thaw-by-secret-pattern",
+                "provider": {"type": "python", "module": "inoculate.extensions.process",
+                             "func": "thaw", "arguments": {"pattern": "${inline}"}},
+                "secrets": ["sec"],
+            },
+            {
+                "type": "action",
+                "name": "cleanup-that-fails",
+                "provider": {"type": "python", "module": "tests.activities", "func": "fail_with",
+                             "arguments": {"message": "password=${from_dotenv}"}},
+                "secrets": ["sec"],
+            },
+        ],
+    }  # fmt: skip
+
+
+def test_no_sentinel_secret_reaches_any_file_or_the_console(
+    workspace: Workspace, tmp_path: Path, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper  # the frozen process's command line *is* the inline secret
+    sentinels = {
+        "inline": marker,
+        "env": f"env-secret-{uuid.uuid4().hex}",
+        "dotenv": f"dotenv-secret-{uuid.uuid4().hex}",
+        "yaml": f"yaml-secret-{uuid.uuid4().hex}",
+    }
+    experiment = tmp_path / "secrets.yaml"
+    experiment.write_text(yaml.safe_dump(_experiment(marker), sort_keys=False))
+    dotenv = tmp_path / "run.env"
+    dotenv.write_text(f"INOCULATE_TEST_DOTENV_SECRET={sentinels['dotenv']}\n")
+    var_yaml = tmp_path / "secrets-vars.yaml"
+    var_yaml.write_text(yaml.safe_dump({"secrets": {"vars": {"from_yaml": sentinels["yaml"]}}}))
+    os.environ["INOCULATE_TEST_SECRET"] = sentinels["env"]
+    try:
+        run = workspace.run(
+            "run", str(experiment), "--var-file", str(dotenv), "--var-file", str(var_yaml)
+        )
+    finally:
+        os.environ.pop("INOCULATE_TEST_SECRET")
+    assert run.code in (1, 3), run.stdout + run.stderr  # the failing cleanup fails the run
+    assert process_status(proc.pid) != psutil.STATUS_STOPPED
+    run_dir = run.run_dir()
+    journal = run.journal()
+    # The run really used them (else "not found" would prove nothing).
+    assert journal["run"][0]["output"]["processes"], journal["run"][0]
+    assert journal["run"][1]["output"]["message"] == "token=***"
+    assert "***" in json.dumps(journal["rollbacks"][1])
+    report = workspace.run("report", str(run_dir), "--record")
+    history = workspace.run("history", "--json")
+    recover = workspace.run("recover")
+    printed = {
+        "run": run.stdout + run.stderr,
+        "report": report.stdout + report.stderr,
+        "history": history.stdout + history.stderr,
+        "recover": recover.stdout + recover.stderr,
+    }
+    leaks = [
+        f"{source} secret in {where}"
+        for where, text in printed.items()
+        for source, value in sentinels.items()
+        if value in text
+    ]
+    for path in workspace.root.rglob("*"):
+        if path.is_file() and path.resolve() not in (experiment.resolve(), dotenv, var_yaml):
+            data = path.read_bytes()
+            leaks += [
+                f"{source} secret in {path.relative_to(workspace.root)}"
+                for source, value in sentinels.items()
+                if value.encode() in data
+            ]
+    assert not leaks, leaks
+    assert (run_dir / "report.html").is_file() and (run_dir / "faults.jsonl").is_file()
+    secrets_dir = workspace.ledger.with_name("ledger.jsonl.secrets")
+    assert not secrets_dir.exists() or not any(secrets_dir.iterdir())  # settled: forgotten
