@@ -426,6 +426,9 @@ def test_recover_undoes_every_kubernetes_fault_after_a_sigkill(cluster: Cluster)
     assert cluster.ledger.outstanding() == []
 
 
+INOCULATE = [sys.executable, "-m", "inoculate.cli"]
+
+
 def test_recover_refuses_to_act_on_another_api_server(cluster: Cluster, tmp_path: Path) -> None:
     seed_deployment(cluster.fake, "catalog", cluster.ns, 3, {"app": "catalog"})
     k8s.scale_deployment("catalog", 1, cluster.ns, configuration=cluster.configuration)
@@ -434,7 +437,7 @@ def test_recover_refuses_to_act_on_another_api_server(cluster: Cluster, tmp_path
         cluster.kubeconfig.read_text().replace(cluster.fake.url, "http://127.0.0.1:9")
     )
     recovered = subprocess.run(
-        [sys.executable, "-m", "inoculate.cli", "recover", "--ledger", str(cluster.ledger_path)],
+        [*INOCULATE, "recover", "--include-live", "--ledger", str(cluster.ledger_path)],
         cwd=REPO,
         env={**cluster.env(), "KUBECONFIG": str(elsewhere)},
         capture_output=True,

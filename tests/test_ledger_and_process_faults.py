@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,24 @@ def test_the_runner_never_targets_itself(tmp_path: Path) -> None:
         check=False,
     )
     assert "refused: no running process matches" in completed.stdout, completed.stderr
+
+
+def test_a_zombie_is_dead_wherever_liveness_is_judged(tmp_path: Path) -> None:
+    from inoculate.faults.ledger import LedgerRecord
+    from inoculate.model.processes import is_alive, process_start_time
+
+    marker = f"inoculate-zombie-{uuid.uuid4().hex}"
+    child = subprocess.Popen([sys.executable, "-c", "import sys", marker])
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert psutil.pid_exists(child.pid)  # what once read a dead process as running
+        assert not is_alive(child.pid) and process_start_time(child.pid) == 0.0
+        record = LedgerRecord("r", "process:freeze", {}, {}, owner_pid=child.pid)
+        assert not record.owner_alive()  # its faults are a dead run's: replayed
+        with pytest.raises(FaultError, match="no running process matches"):
+            process.freeze(pattern=marker, configuration=_configuration(tmp_path))
+    finally:
+        child.wait(timeout=10)
