@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
 from pydantic import TypeAdapter, ValidationError
 
 from inoculate.experiment.legacy import modernize
+from inoculate.experiment.loading import load_document
 from inoculate.experiment.spec import InoculateSpec, find_extension, substitute_block
 from inoculate.model.errors import ExperimentInvalid, FieldError
 
@@ -47,25 +46,12 @@ class ValidatedExperiment(typing.NamedTuple):
 
 
 def load_experiment_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON experiment file into a mapping (raises :class:`ExperimentInvalid`)."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ExperimentInvalid(
-            source, [FieldError("", f"cannot read file: {exc.strerror}")]
-        ) from exc
-    try:
-        is_json = Path(path).suffix.lower() == ".json"
-        data = json.loads(text) if is_json else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        error = FieldError("", f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}")
-        raise ExperimentInvalid(source, [error]) from exc
-    except yaml.YAMLError as exc:
-        raise ExperimentInvalid(source, [FieldError("", _yaml_message(exc))]) from exc
+    """Parse a YAML or JSON experiment file into a mapping, within the input limits of
+    ``inoculate.model.limits`` (raises :class:`ExperimentInvalid`)."""
+    data = load_document(path, "experiment")
     if not isinstance(data, dict):
         error = FieldError("", f"expected a mapping at the top level, got {type(data).__name__}")
-        raise ExperimentInvalid(source, [error])
+        raise ExperimentInvalid(str(path), [error])
     return data
 
 
@@ -261,11 +247,3 @@ def _slo_reference_errors(
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"
-    return f"invalid YAML: {problem}"
