@@ -6,7 +6,6 @@ them computes anything of its own, so the formats can never disagree.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from inoculate.model.errors import ReportInputError
+from inoculate.model.errors import InputFileError, ReportInputError
+from inoculate.model.files import read_json_bounded
+from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.summary import FaultSummary, RunSummary, SloSummary
 from inoculate.reports.outcomes import FaultOutcome, SloOutcome
 from inoculate.reports.run_data import RunData, activity_results, load_run
@@ -354,9 +355,10 @@ def _slo_specs(run: RunData) -> dict[str, Mapping[str, Any]]:
         parsed = run.directory / "inoculate.json"
         if run.kind == "inoculate" and parsed.is_file():
             try:
-                declared = json.loads(parsed.read_text(encoding="utf-8")).get("slos") or []
-            except (OSError, ValueError) as exc:
+                document = read_json_bounded(parsed, MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH)
+            except (OSError, ValueError, InputFileError) as exc:
                 raise ReportInputError(str(parsed), f"unreadable SLO specs: {exc}") from exc
+            declared = (document.get("slos") if isinstance(document, Mapping) else None) or []
     for spec in declared:
         if isinstance(spec, Mapping) and spec.get("name"):
             specs[str(spec["name"])] = spec

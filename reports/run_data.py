@@ -6,7 +6,8 @@ accepted too, and judged from its hypothesis and activity results into the same
 :class:`~inoculate.model.summary.RunSummary`, by the same rules
 (:mod:`inoculate.model.verdict`); what needs SLI series is reported as not measured. Bad
 input raises :class:`ReportInputError` naming the file and what was expected, before
-anything is written.
+anything is written; a file too large or nested too deeply to read safely is bad input too
+(``inoculate.model.limits``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inoculate.model.errors import ReportInputError
+from inoculate.model.errors import InputFileError, ReportInputError
+from inoculate.model.files import parse_json_bounded, read_text_bounded
 from inoculate.model.journal import failed_activities, hypothesis_met
 from inoculate.model.layout import BASE_DIR_CONFIG_KEY, JOURNAL_FILE, SUMMARY_FILE
+from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
 from inoculate.model.verdict import VerdictFacts, chaoslib_interruption, judge
@@ -119,13 +122,17 @@ def load_run(path: Path) -> RunData:
 
 def _read_document(path: Path, what: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text_bounded(path, MAX_RUN_FILE_BYTES)
+    except InputFileError as exc:
+        raise ReportInputError(str(path), f"the {what} {exc.problem}") from exc
+    except OSError as exc:
         raise ReportInputError(str(path), f"cannot read the {what}: {exc}") from exc
     if not text.strip():
         raise ReportInputError(str(path), f"the {what} is empty; {_EXPECTED}")
     try:
-        return json.loads(text)
+        return parse_json_bounded(text, str(path), MAX_RUN_FILE_DEPTH)
+    except InputFileError as exc:
+        raise ReportInputError(str(path), f"the {what} {exc.problem}") from exc
     except json.JSONDecodeError as exc:
         at_end = exc.pos >= len(text.rstrip()) - 1
         kind = "truncated" if at_end else "not valid JSON"

@@ -197,7 +197,7 @@ def _read_lines(path: Path) -> dict[int, list[Mapping[str, Mapping[str, object]]
             endpoints = data.get("endpoints", {})
             if not isinstance(endpoints, dict):
                 raise TypeError("endpoints is not a mapping")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ReportInputError(
                 str(path),
                 f"line {number}: not an SLI sample ({exc}); expected "

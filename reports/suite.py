@@ -8,13 +8,14 @@ baseline (by default the last passing run of that experiment on record).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inoculate.model.errors import ReportInputError
+from inoculate.model.errors import InputFileError, ReportInputError
+from inoculate.model.files import read_json_bounded
+from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.reports.model import RunReport, TrendPoint
 from inoculate.reports.score import suite_score
 from inoculate.reports.trend import SuitePoint
@@ -143,10 +144,10 @@ def judge_gate(
 def baseline_scores(path: Path) -> dict[str, tuple[float, str]]:
     """Scores per experiment title in an earlier JSON report (suite or run), for a gate."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        document = read_json_bounded(Path(path), MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH)
     except FileNotFoundError as exc:
         raise ReportInputError(str(path), "no such file") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, InputFileError) as exc:
         raise ReportInputError(str(path), f"not a readable JSON report ({exc})") from exc
     kind = document.get("schema") if isinstance(document, dict) else None
     try:

@@ -98,6 +98,7 @@ def test_bad_var_file_is_invalid_input(workspace: Workspace, tmp_path: Path) -> 
 
 def test_the_inoculate_block_takes_configuration_and_vars(tmp_path: Path) -> None:
     experiment = tmp_path / "vars.yaml"
+    (tmp_path / "x.py").write_text("# a locustfile\n")
     experiment.write_text(
         "title: t\ndescription: d\n"
         "configuration: {users: 7}\n"

@@ -92,7 +92,7 @@ def command(
     """Run a suite of experiments and gate on verdicts, score and regressions (for CI)."""
     wanted = parse_formats_option(formats)
     parsed_vars = parse_vars(variables)
-    checked = check_suite(experiments, parsed_vars)
+    checked = check_suite(experiments, parsed_vars, var_files)
     if checked.problems:
         exit_invalid("\n".join(checked.problems) + "\nno experiment was run")
     names = {str(p): aliases(p, checked.titles[str(p)]) for p in experiments}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
-from inoculate.cli.output import console
+from inoculate.cli.options import parse_vars, var_file_option, var_option
+from inoculate.cli.output import console, exit_invalid
 from inoculate.experiment.validation import validate_experiment
+from inoculate.experiment.variables import load_variables
 from inoculate.model.errors import ExperimentInvalid
 from inoculate.model.status import ExitCode
 
@@ -18,13 +20,26 @@ __all__ = ["command"]
 
 @click.command("validate")
 @click.argument("experiments", nargs=-1, required=True, type=click.Path(path_type=Path))
-def command(experiments: tuple[Path, ...]) -> None:
-    """Check experiments without starting or injecting anything."""
+@var_option
+@var_file_option
+def command(
+    experiments: tuple[Path, ...], variables: tuple[str, ...], var_files: tuple[str, ...]
+) -> None:
+    """Check experiments without starting or injecting anything.
+
+    A ``${name}`` in an experiment must name a configuration key, a secret, or a value
+    given here with --var or --var-file (as it will be to ``inoculate run``).
+    """
     logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
+    try:
+        loaded = load_variables(var_files, parse_vars(variables))
+    except ExperimentInvalid as exc:
+        exit_invalid(str(exc))
+    loaded.export_environment()
     invalid = 0
     for path in experiments:
         try:
-            validated = validate_experiment(path)
+            validated = validate_experiment(path, loaded.configuration, loaded.secrets)
         except ExperimentInvalid as exc:
             invalid += 1
             click.echo(str(exc), err=True)

@@ -31,6 +31,9 @@ from pydantic import (
 )
 
 from inoculate.load.spec import LoadSpec
+from inoculate.model.errors import InputFileError
+from inoculate.model.files import read_text_bounded
+from inoculate.model.limits import MAX_INPUT_BYTES
 from inoculate.steady_state.slo import Slo
 from inoculate.systems.registry import embedded_system, system_names
 
@@ -40,6 +43,7 @@ __all__ = [
     "SystemSpec",
     "ValidationError",
     "find_extension",
+    "locustfile_problem",
     "parse_extension",
     "substitute_block",
 ]
@@ -50,7 +54,7 @@ EXTENSION_NAME = "inoculate"
 class SystemSpec(BaseModel):
     """The embedded system the run brings up, with its resilience knobs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     embedded: str = Field(description="name of an installed embedded system (e.g. shop)")
     knobs: dict[str, Any] = Field(default_factory=dict, description="the system's resilience knobs")
@@ -94,14 +98,17 @@ class SystemSpec(BaseModel):
 class InoculateSpec(BaseModel):
     """What inoculate adds to a Chaos Toolkit experiment: system, load, SLOs and runbook."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Literal["inoculate"] = EXTENSION_NAME
     system: SystemSpec | None = Field(None, description="embedded system to bring up")
     load: LoadSpec | None = Field(None, description="Locust load that runs during the experiment")
     slos: list[Slo] = Field(default_factory=list, description="service level objectives")
     recovery_objective_s: float | None = Field(
-        None, gt=0, description="how fast SLIs must come back within objective after a fault"
+        None,
+        gt=0,
+        le=3600,
+        description="how fast SLIs must come back within objective after a fault",
     )
     runbook: str | None = Field(None, description="Markdown runbook that reports update")
     on_breach: Literal["record", "abort"] = Field(
@@ -163,3 +170,28 @@ def parse_extension(
 def substitute_block(raw: Mapping[str, Any], configuration: Mapping[str, Any] | None) -> Any:
     """Return the raw block with ``${name}`` replaced from ``configuration``."""
     return substitute(dict(raw), dict(configuration or {}), {})
+
+
+def locustfile_problem(value: str, base_dir: Path) -> str | None:
+    """What keeps Locust from loading the locustfile ``value`` (relative to ``base_dir``,
+    the experiment's folder, as the runner resolves it), or None.
+
+    Checked at validation so that a missing or broken locustfile fails before the system
+    starts, not when Locust does (which would end the run as aborted, exit 3).
+    """
+    try:
+        path = Path(value) if Path(value).is_absolute() else base_dir / value
+        source = read_text_bounded(path, MAX_INPUT_BYTES)
+    except FileNotFoundError:
+        return f"{path}: no such file (relative paths start at the experiment's folder)"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return f"{value!r}: cannot read file: {getattr(exc, 'strerror', None) or exc}"
+    except InputFileError as exc:
+        return f"{path}: the file {exc.problem}"
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        return f"{path}: line {exc.lineno}: {exc.msg}; expected a Python locustfile"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"{path}: not a Python locustfile ({type(exc).__name__}: {exc})"
+    return None

@@ -6,28 +6,38 @@ together. Nothing is started, nothing is injected, until the whole experiment is
 
 chaoslib's own validation stops at the first problem and does not say where it is, so we
 walk the activities ourselves, ask chaoslib about each one, and add what it does not
-check: the types of python arguments (from the function's annotations), our extension
-block, and SLO names referenced by probes.
+check: the shape and bounds of each activity (``activities``), the types of python
+arguments (from the function's annotations), ``${name}`` references (``references``), the
+runtime strategies and the controls (``runtime``), our extension block and its locustfile
+(``spec``), and SLO names referenced by probes. The file itself is read within the input
+limits (``loading``).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
 from pydantic import TypeAdapter, ValidationError
 
+from inoculate.experiment.activities import activity_shape_errors
 from inoculate.experiment.legacy import modernize
-from inoculate.experiment.spec import InoculateSpec, find_extension, substitute_block
+from inoculate.experiment.loading import load_document
+from inoculate.experiment.references import known_names, undefined_references
+from inoculate.experiment.runtime import control_errors, runtime_errors
+from inoculate.experiment.spec import (
+    InoculateSpec,
+    find_extension,
+    locustfile_problem,
+    substitute_block,
+)
 from inoculate.model.errors import ExperimentInvalid, FieldError
 
 __all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
@@ -47,44 +57,41 @@ class ValidatedExperiment(typing.NamedTuple):
 
 
 def load_experiment_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON experiment file into a mapping (raises :class:`ExperimentInvalid`)."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ExperimentInvalid(
-            source, [FieldError("", f"cannot read file: {exc.strerror}")]
-        ) from exc
-    try:
-        is_json = Path(path).suffix.lower() == ".json"
-        data = json.loads(text) if is_json else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        error = FieldError("", f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}")
-        raise ExperimentInvalid(source, [error]) from exc
-    except yaml.YAMLError as exc:
-        raise ExperimentInvalid(source, [FieldError("", _yaml_message(exc))]) from exc
+    """Parse a YAML or JSON experiment file into a mapping, within the input limits of
+    ``inoculate.model.limits`` (raises :class:`ExperimentInvalid`)."""
+    data = load_document(path, "experiment")
     if not isinstance(data, dict):
         error = FieldError("", f"expected a mapping at the top level, got {type(data).__name__}")
-        raise ExperimentInvalid(source, [error])
+        raise ExperimentInvalid(str(path), [error])
     return data
 
 
 def validate_experiment(
-    path: Path, variables: Mapping[str, Any] | None = None
+    path: Path,
+    variables: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
 ) -> ValidatedExperiment:
     """Load and fully validate an experiment file; raise :class:`ExperimentInvalid` listing
-    every problem found. ``variables`` are the run's ``--var`` values, used where the
-    experiment's ``inoculate`` block says ``${name}``."""
+    every problem found. ``variables`` are the run's configuration values (``--var`` and
+    var files), used where the experiment says ``${name}``; ``secrets`` the var files'
+    secrets (scope → name → value): a ``${name}`` must name one of them, a key of the
+    experiment's ``configuration`` or ``secrets``, or a key the runner sets."""
     experiment, deprecations = modernize(load_experiment_file(path))
     shape_errors = list(_shape_errors(experiment))
     if shape_errors:
         # Deeper checks (and chaoslib's) assume this shape: stop at the shape's problems.
         raise ExperimentInvalid(str(path), shape_errors)
-    errors = list(_experiment_errors(experiment))
-    spec, spec_errors = _parse_spec(experiment, _static_configuration(experiment, variables))
+    names = _Names(
+        _static_configuration(experiment, variables), known_names(experiment, variables, secrets)
+    )
+    errors = list(_experiment_errors(experiment, names))
+    errors.extend(runtime_errors(experiment.get("runtime")))
+    errors.extend(control_errors(experiment.get("controls")))
+    spec, spec_errors = _parse_spec(experiment, names)
     errors.extend(spec_errors)
     if spec is not None:
         errors.extend(_slo_reference_errors(experiment, spec))
+        errors.extend(_spec_file_errors(experiment, spec, Path(path).resolve().parent))
     if not errors:
         # chaoslib's checks as a last net (tolerances, controls, configuration, secrets).
         try:
@@ -96,6 +103,13 @@ def validate_experiment(
     if errors:
         raise ExperimentInvalid(str(path), errors)
     return ValidatedExperiment(Path(path), experiment, spec, tuple(deprecations))
+
+
+class _Names(typing.NamedTuple):
+    """What ``${name}`` may say: values known before the run, and every name defined."""
+
+    configuration: Mapping[str, Any]
+    known: frozenset[str]
 
 
 _SECTION_SHAPES: dict[str, type | tuple[type, ...]] = {
@@ -126,14 +140,19 @@ def _shape_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
         yield FieldError("steady-state-hypothesis.probes", "expected a list of probes")
 
 
-def _experiment_errors(experiment: Mapping[str, Any]) -> Iterator[FieldError]:
+def _experiment_errors(experiment: Mapping[str, Any], names: _Names) -> Iterator[FieldError]:
     for key in ("title", "description"):
         if not isinstance(experiment.get(key), str) or not experiment.get(key):
             yield FieldError(key, "expected a non-empty string")
     if not isinstance(experiment.get("method"), list):
         yield FieldError("method", "expected a list of activities (it may be empty)")
     for location, activity in _activities(experiment):
-        yield from _activity_errors(location, activity)
+        yield from _activity_errors(location, activity, names)
+    for index, control in enumerate(experiment.get("controls") or []):
+        if isinstance(control, Mapping) and isinstance(control.get("provider"), Mapping):
+            where = f"controls[{index}] ({control.get('name', '?')}).provider.arguments"
+            arguments = control["provider"].get("arguments")
+            yield from undefined_references(where, arguments, names.known)
 
 
 def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -148,17 +167,28 @@ def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
                 yield f"{section}[{index}]", activity
 
 
-def _activity_errors(location: str, activity: Any) -> Iterator[FieldError]:
+def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[FieldError]:
     if not isinstance(activity, Mapping):
         yield FieldError(location, f"expected an activity mapping, got {type(activity).__name__}")
         return
-    if activity.get("ref"):
+    if activity.get("ref") is not None:  # as chaoslib: a reference is only a name
+        if not isinstance(activity["ref"], str) or not activity["ref"]:
+            yield FieldError(f"{location}.ref", "expected the name of another activity")
         return
     where = f"{location} ({activity.get('name', '?')})"
+    shape_errors = list(activity_shape_errors(where, activity, names.configuration))
+    for key in ("provider", "pauses", "tolerance"):
+        yield from undefined_references(f"{where}.{key}", activity.get(key), names.known)
+    if shape_errors:
+        yield from shape_errors  # chaoslib's own checks would crash on these shapes
+        return
     try:
         ensure_activity_is_valid(dict(activity))
     except ChaosException as exc:
         yield FieldError(where, str(exc))
+        return
+    except Exception as exc:  # a shape neither we nor chaoslib foresaw
+        yield FieldError(where, f"chaoslib cannot read this activity: {type(exc).__name__}: {exc}")
         return
     provider = activity.get("provider") or {}
     if provider.get("type") == "python":
@@ -166,19 +196,23 @@ def _activity_errors(location: str, activity: Any) -> Iterator[FieldError]:
 
 
 def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
-    func = getattr(importlib.import_module(provider["module"]), provider["func"])
     try:
+        func = getattr(importlib.import_module(provider["module"]), provider["func"])
         hints = typing.get_type_hints(func)
+        parameters = inspect.signature(func).parameters
     except Exception:  # unresolvable annotations: chaoslib already bound the names
         return
-    parameters = inspect.signature(func).parameters
     for name, value in (provider.get("arguments") or {}).items():
         if name in _INJECTED_PARAMETERS or name not in hints or name not in parameters:
             continue
         if isinstance(value, str) and "${" in value:
             continue  # substituted from configuration at run time
         try:
-            TypeAdapter(hints[name]).validate_python(value)
+            adapter = TypeAdapter(hints[name])
+        except Exception:  # an annotation pydantic cannot check
+            continue
+        try:
+            adapter.validate_python(value)
         except ValidationError as exc:
             expected = _type_name(hints[name])
             problem = exc.errors()[0]["msg"]
@@ -198,16 +232,31 @@ def _static_configuration(
 
 
 def _parse_spec(
-    experiment: Mapping[str, Any], configuration: Mapping[str, Any]
+    experiment: Mapping[str, Any], names: _Names
 ) -> tuple[InoculateSpec | None, list[FieldError]]:
     found = find_extension(experiment)
     if found is None:
         return None, []
     index, raw = found
+    undefined = list(undefined_references(f"extensions[{index}]", raw, names.known))
     try:
-        return InoculateSpec.model_validate(substitute_block(raw, configuration)), []
+        spec = InoculateSpec.model_validate(substitute_block(raw, names.configuration))
     except ValidationError as exc:
-        return None, [_pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()]
+        return None, undefined + [
+            _pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()
+        ]
+    return (None, undefined) if undefined else (spec, [])
+
+
+def _spec_file_errors(
+    experiment: Mapping[str, Any], spec: InoculateSpec, base_dir: Path
+) -> Iterator[FieldError]:
+    # The runner resolves the block's paths against the experiment's folder, as here.
+    found = find_extension(experiment)
+    if spec.load is not None and found is not None:
+        problem = locustfile_problem(spec.load.locustfile, base_dir)
+        if problem:
+            yield FieldError(f"extensions[{found[0]}].load.locustfile", problem)
 
 
 def _pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
@@ -247,12 +296,15 @@ def _slo_reference_errors(
         provider = activity.get("provider") if isinstance(activity, Mapping) else None
         if not isinstance(provider, Mapping):
             continue
-        if (provider.get("module"), provider.get("func")) not in _SLO_PROBES:
+        named = (provider.get("module"), provider.get("func"))
+        if not all(isinstance(name, str) for name in named) or named not in _SLO_PROBES:
             continue
-        arguments = provider.get("arguments") or {}
+        arguments = provider.get("arguments")
+        if not isinstance(arguments, Mapping):
+            continue  # reported as the activity's shape
         names = arguments.get("slos") or ([arguments["slo"]] if "slo" in arguments else [])
-        for name in names:
-            if name not in known:
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and name not in known:
                 yield FieldError(
                     f"{location} ({activity.get('name', '?')}).provider.arguments",
                     f"unknown SLO {name!r}; expected one of {sorted(known)}",
@@ -261,11 +313,3 @@ def _slo_reference_errors(
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"
-    return f"invalid YAML: {problem}"

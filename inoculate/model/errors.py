@@ -2,6 +2,7 @@
 
     InoculateError
      ├── ExperimentInvalid      bad input: names the file, the field and what was expected (exit 2)
+     ├── InputFileError         a file is too large, not UTF-8 or nested too deeply to read
      ├── RunSetupError          the system or the load could not be started (exit 3)
      ├── EmbeddedSystemError    an embedded system could not be started, found or driven
      ├── LoadError              the load could not be started, observed or stopped
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inoculate.model.limits import MAX_LISTED_PROBLEMS, MAX_PROBLEM_CHARS
+
 __all__ = [
     "BlastRadiusError",
     "EmbeddedSystemError",
@@ -38,6 +41,7 @@ __all__ = [
     "FieldError",
     "HistoryError",
     "InoculateError",
+    "InputFileError",
     "LedgerError",
     "LoadError",
     "LocustFailedError",
@@ -68,13 +72,38 @@ class FieldError:
 
 
 class ExperimentInvalid(InoculateError):
-    """An input file (experiment, var file ...) is invalid; nothing was started or injected."""
+    """An input file (experiment, var file ...) is invalid; nothing was started or injected.
+
+    The message lists at most ``MAX_LISTED_PROBLEMS`` problems, each cut to
+    ``MAX_PROBLEM_CHARS``: a file with a hundred thousand mistakes, or one that quotes a
+    megabyte of itself, still gets an error a person can read. ``errors`` keeps them all.
+    """
 
     def __init__(self, source: str, errors: list[FieldError], what: str = "experiment") -> None:
         self.source = source
         self.errors = errors
-        lines = "\n".join(f"  {source}: {error}" for error in errors)
+        shown = [f"  {source}: {_shortened(str(error))}" for error in errors[:MAX_LISTED_PROBLEMS]]
+        if len(errors) > MAX_LISTED_PROBLEMS:
+            shown.append(f"  ... and {len(errors) - MAX_LISTED_PROBLEMS} more problem(s)")
+        lines = "\n".join(shown)
         super().__init__(f"{source}: invalid {what} ({len(errors)} problem(s))\n{lines}")
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_PROBLEM_CHARS:
+        return text
+    return f"{text[: MAX_PROBLEM_CHARS - 25]}... ({len(text):,} characters)"
+
+
+class InputFileError(InoculateError):
+    """A file cannot be read as bounded input: too large, not UTF-8 text, nested too deeply
+    or holding too many values. ``problem`` completes a sentence about the file ("is not
+    UTF-8 text ...; expected UTF-8"); callers turn it into their own error."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
 
 
 class RunSetupError(InoculateError):

@@ -36,6 +36,7 @@ __all__ = [
     "REPORT_FILES",
     "RUNBOOK_FEEDBACK_ENV_VAR",
     "RUNS_DIR_ENV_VAR",
+    "RUNTIME_CONFIG_KEYS",
     "RUN_DIR_CONFIG_KEY",
     "RUN_ID_CONFIG_KEY",
     "SAMPLES_FILE",
@@ -70,6 +71,15 @@ LEDGER_CONFIG_KEY = "inoculate_ledger"
 BASE_DIR_CONFIG_KEY = "inoculate_base_dir"
 SYSTEM_CONFIG_KEY = "inoculate_system"
 SYSTEM_DIR_CONFIG_KEY = "inoculate_system_dir"
+# What a run sets whatever the experiment declares: `${inoculate_run_dir}` is always defined.
+RUNTIME_CONFIG_KEYS = (
+    RUN_DIR_CONFIG_KEY,
+    RUN_ID_CONFIG_KEY,
+    LEDGER_CONFIG_KEY,
+    BASE_DIR_CONFIG_KEY,
+    SYSTEM_CONFIG_KEY,
+    SYSTEM_DIR_CONFIG_KEY,
+)
 
 # --- environment variables and defaults
 LEDGER_ENV_VAR = "INOCULATE_LEDGER"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inoculate.experiment.validation import validate_experiment
+from inoculate.experiment.variables import load_variables
 from inoculate.model.errors import ExperimentInvalid, ReportError, RunInterrupted
 from inoculate.model.status import ExitCode
 from inoculate.modes.run import run_experiment_file
@@ -53,14 +54,21 @@ class SuiteCheck:
     problems: Sequence[str]
 
 
-def check_suite(experiments: Sequence[Path], variables: Mapping[str, Any]) -> SuiteCheck:
-    """Validate every experiment, collecting every problem of every file."""
+def check_suite(
+    experiments: Sequence[Path], variables: Mapping[str, Any], var_files: Sequence[str] = ()
+) -> SuiteCheck:
+    """Validate the var files and every experiment, collecting every problem of every file."""
     titles: dict[str, str] = {}
     weights: dict[str, float] = {}
+    try:
+        loaded = load_variables(var_files, variables)
+    except ExperimentInvalid as exc:
+        return SuiteCheck(titles, weights, [str(exc)])
+    loaded.export_environment()
     problems: list[str] = []
     for path in experiments:
         try:
-            validated = validate_experiment(path, variables)
+            validated = validate_experiment(path, loaded.configuration, loaded.secrets)
         except ExperimentInvalid as exc:
             problems.append(str(exc))
             continue

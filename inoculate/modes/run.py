@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaoslib import merge_vars
-from chaoslib.exceptions import ChaosException
 from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
 from inoculate.experiment.validation import ValidatedExperiment, validate_experiment
-from inoculate.model.errors import ExperimentInvalid, FieldError, RunInterrupted
+from inoculate.experiment.variables import load_variables
+from inoculate.model.errors import RunInterrupted
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import (
     BASE_DIR_CONFIG_KEY,
@@ -81,8 +80,8 @@ def run_experiment_file(
     the run directory exists stops everything with :class:`RunInterrupted`: nothing was
     started.
     """
-    config_vars, secret_vars = _variables(path, variables, var_files)
-    validated = validate_experiment(path, config_vars)
+    config_vars, secret_vars = _variables(variables, var_files)
+    validated = validate_experiment(path, config_vars, secret_vars)
     for deprecation in validated.deprecations:
         logger.warning("%s: %s", path, deprecation)
     own_latch = latch is None
@@ -142,19 +141,14 @@ def _run(
 
 
 def _variables(
-    path: Path, variables: Mapping[str, Any] | None, var_files: Sequence[str]
+    variables: Mapping[str, Any] | None, var_files: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    for var_file in var_files:
-        if not Path(var_file).is_file():
-            problem = FieldError(
-                "--var-file", f"{var_file}: no such file (expected JSON, YAML or .env)"
-            )
-            raise ExperimentInvalid(str(path), [problem])
-    try:
-        config_vars, secret_vars = merge_vars(dict(variables or {}), list(var_files))
-    except (ChaosException, OSError, ValueError) as exc:
-        raise ExperimentInvalid(str(path), [FieldError("--var-file", str(exc))]) from exc
-    return dict(config_vars or {}), dict(secret_vars or {})
+    # Checked before the experiment (raises ExperimentInvalid naming the var file); the
+    # .env files' variables are exported now because chaoslib's own validation of
+    # `type: env` configuration reads them.
+    loaded = load_variables(var_files, variables)
+    loaded.export_environment()
+    return dict(loaded.configuration), dict(loaded.secrets)
 
 
 def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dict[str, Any]:
