@@ -49,6 +49,7 @@ def configure_control(
     _sessions[id(experiment)] = session
     if event_registry is not None:
         event_registry.register(session)
+        session.event_registry = event_registry
 
 
 def before_experiment_control(context: Experiment, **kwargs: Any) -> None:

@@ -352,3 +352,72 @@ def _containers(record: LedgerRecord) -> set[str]:
 TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
     {fault: _containers for fault in ("kill", "stop", "restart", "pause", "squeeze")}
 )
+
+
+def _current(api: Any, item: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    # By id, else by name: a removed container comes back under its name, with a new id.
+    name = str(item.get("name") or (item.get("spec") or {}).get("name") or "")
+    return inspect_or_none(api, str(item["id"])) or (inspect_or_none(api, name) if name else None)
+
+
+def _verify(
+    state: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None],
+) -> Callable[[LedgerRecord], tuple[bool | None, str]]:
+    """A verifier from ``state(item, info)``: what is still wrong with one container, or None."""
+
+    def verify(record: LedgerRecord) -> tuple[bool | None, str]:
+        wrong = []
+        with open_client(str(record.undo["docker_host"])) as client:
+            for item in record.undo.get("containers", []):
+                info = _current(client.api, item)
+                if info is None:
+                    spec = item.get("spec") or {}
+                    if spec and missing_networks(client.api, spec):
+                        continue  # its whole system is gone: nothing to restore
+                    wrong.append(f"{item.get('name') or spec.get('name')} is gone")
+                    continue
+                problem = state(item, info)
+                if problem:
+                    wrong.append(problem)
+        return (False, "; ".join(wrong)) if wrong else (True, "containers as before")
+
+    return verify
+
+
+def _running(item: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
+    state = info["State"]
+    name = info["Name"].lstrip("/")
+    if state.get("Paused"):
+        return f"{name} is paused"
+    if not (state.get("Running") or state.get("Restarting")):
+        return f"{name} is {state.get('Status')}"
+    return None
+
+
+def _recreated(item: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
+    if (item.get("spec") or {}).get("running"):
+        return _running(item, info)
+    return None
+
+
+def _attached_to(item: Mapping[str, Any], info: Mapping[str, Any], network: str) -> str | None:
+    return None if network in _networks_of(info) else f"{info['Name'].lstrip('/')} off {network}"
+
+
+def _reconnected(record: LedgerRecord) -> tuple[bool | None, str]:
+    network = str(record.undo["network"]["name"])
+    return _verify(lambda item, info: _attached_to(item, info, network))(record)
+
+
+# After the rollbacks, each fault's target is checked (inoculate.faults.kinds). Resource
+# limits are checked by the revert itself (it compares what the daemon reports).
+VERIFIERS: Mapping[str, Callable[[LedgerRecord], tuple[bool | None, str]]] = MappingProxyType(
+    {
+        "kill": _verify(_running),
+        "stop": _verify(_running),
+        "restart": _verify(_running),
+        "pause": _verify(_running),
+        "remove": _verify(_recreated),
+        "disconnect": _reconnected,
+    }
+)

@@ -16,7 +16,7 @@ from inoculate.extensions.host_network.kernel import (
 from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 
-__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "revert_netem", "revert_partition"]
+__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "VERIFIERS", "revert_netem", "revert_partition"]
 
 FAMILY = "host_network"
 
@@ -53,4 +53,26 @@ def _netem_device(record: LedgerRecord) -> set[str]:
 # qdisc of a device is one thing whoever added it.
 TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
     {"netem": _netem_device}
+)
+
+
+def _partition_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    binary, comment = str(record.undo["binary"]), str(record.undo["comment"])
+    left = 0
+    for chain in record.undo.get("chains", []):
+        listing = run([binary, "-w", "-S", chain])
+        left += sum(comment in line for line in listing.stdout.splitlines())
+    return (False, f"{left} rule(s) tagged {comment} left") if left else (True, "no rule left")
+
+
+def _netem_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    device, handle = str(record.undo["device"]), str(record.undo["handle"])
+    shown = run(["tc", "qdisc", "show", "dev", device])
+    if f"netem {handle}" in shown.stdout:
+        return False, f"netem {handle} still on {device}"
+    return True, f"no netem {handle} on {device}"
+
+
+VERIFIERS: Mapping[str, Callable[[LedgerRecord], tuple[bool | None, str]]] = MappingProxyType(
+    {"partition": _partition_restored, "netem": _netem_restored}
 )

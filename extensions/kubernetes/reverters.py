@@ -7,7 +7,7 @@ the record names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from kubernetes import client
@@ -25,7 +25,7 @@ from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 from inoculate.model.errors import FaultError
 
-__all__ = ["FAMILY", "REVERTERS"]
+__all__ = ["FAMILY", "REVERTERS", "VERIFIERS"]
 
 FAMILY = "kubernetes"
 
@@ -92,4 +92,40 @@ REVERTERS: Mapping[str, Reverter] = MappingProxyType(
         "scale_deployment": _revert_scale,
         "deny_ingress": _revert_deny_ingress,
     }
+)
+
+
+def _scale_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    apps = client.AppsV1Api(connect_recorded(record))
+    ns, name = str(record.undo["namespace"]), str(record.undo["deployment"])
+    try:
+        found = apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT_S)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None, f"deployment {ns}/{name} no longer exists"
+        raise FaultError(f"reading deployment {ns}/{name}: {api_error(exc)}") from exc
+    wanted, now = int(record.undo["replicas"]), int(found.spec.replicas or 0)
+    if now != wanted:
+        return False, f"deployment {ns}/{name} has {now} replicas, not {wanted}"
+    return True, f"deployment {ns}/{name} back to {wanted} replicas"
+
+
+def _policy_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    net = client.NetworkingV1Api(connect_recorded(record))
+    ns, policy = str(record.undo["namespace"]), str(record.undo["policy"])
+    try:
+        found = net.read_namespaced_network_policy(policy, ns, _request_timeout=REQUEST_TIMEOUT_S)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True, f"NetworkPolicy {ns}/{policy} gone"
+        raise FaultError(f"reading NetworkPolicy {ns}/{policy}: {api_error(exc)}") from exc
+    if (found.metadata.annotations or {}).get(TOKEN_ANNOTATION) != record.undo["token"]:
+        return True, f"NetworkPolicy {ns}/{policy} is not this fault's"
+    return False, f"NetworkPolicy {ns}/{policy} still denies ingress"
+
+
+# After the rollbacks, each fault's target is checked (inoculate.faults.kinds); a pod kill's
+# revert already waits until its deployments are ready again.
+VERIFIERS: Mapping[str, Callable[[LedgerRecord], tuple[bool | None, str]]] = MappingProxyType(
+    {"scale_deployment": _scale_restored, "deny_ingress": _policy_restored}
 )

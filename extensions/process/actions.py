@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import signal as signals
 import time
+from pathlib import Path
 from typing import Any
 
 from chaoslib.types import Configuration
 
+from inoculate.extensions.process.restarts import describe_for_restart, start_process, wait_ready
 from inoculate.extensions.process.reverters import FAMILY, revert_freeze
 from inoculate.extensions.process.targets import (
     STOPPED_STATUSES,
@@ -34,30 +36,37 @@ from inoculate.extensions.process.targets import (
     signal_number,
     wait_pattern_back,
 )
-from inoculate.faults.ledger import ledger_from_configuration
+from inoculate.faults.ledger import ledger_from_configuration, run_dir_from_configuration
 from inoculate.faults.protocol import held_elsewhere, inject, revert_matching, settle
 from inoculate.model.errors import FaultError
 from inoculate.model.processes import DEAD_STATUSES
 from inoculate.systems.registry import system_from_configuration
 
-__all__ = ["ensure_running", "freeze", "kill", "restart", "thaw"]
+__all__ = ["ensure_running", "freeze", "kill", "restart", "start", "thaw"]
 
 
 def kill(
     service: str | None = None,
     pattern: str | None = None,
     signal: str = "SIGKILL",
+    restart_command: str | None = None,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Send a signal (default SIGKILL) to every process of the target.
 
-    The undo (``ensure_running``) restarts the instances of a service through the system's
-    supervisor; a process matched by pattern cannot be restarted, so its kill is recorded
-    as irreversible.
+    The undo (``ensure_running`` or ``inoculate recover``) brings the target back: a
+    service's instances through the system's supervisor; processes matched by ``pattern``
+    with ``restart_command`` (a shell-like string) when given, else from the command line,
+    working directory and user recorded before the kill — or it fails, naming the process,
+    when that command line no longer names an executable (see :mod:`.restarts`).
     """
     signum = signal_number(signal)
     target, procs = resolve(service, pattern, configuration)
-    undo = service_undo(target, configuration) if service else {"irreversible": True}
+    if service:
+        undo = service_undo(target, configuration)
+    else:
+        recorded = [{**p.to_json(), **describe_for_restart(p.pid)} for p in procs]
+        undo = {"processes": recorded, "restart_command": restart_command}
     _, sent = inject(
         configuration,
         FAMILY,
@@ -72,6 +81,27 @@ def kill(
         description=f"{signals.Signals(signum).name} {describe(target)}",
     )
     return {"target": target, "signal": signals.Signals(signum).name, "processes": sent}
+
+
+def start(
+    command: str,
+    cwd: str | None = None,
+    wait_for: dict[str, Any] | None = None,
+    timeout_s: float = 30.0,
+    configuration: Configuration = None,
+) -> dict[str, Any]:
+    """Start a process of the system under test (one you run yourself) and wait until it is
+    ready: ``wait_for`` is ``{port: N}`` (and optional ``host``), ``{url: U}`` (answers below
+    500) or ``{pattern: P}`` (a live process matches). It runs in a session of its own, so
+    it outlives the run; its output goes to ``process-<pid>.log`` in the run directory (or
+    beside the ledger). Not a fault: nothing is recorded to undo."""
+    if timeout_s <= 0:
+        raise FaultError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
+    logs = Path(run_dir_from_configuration(configuration) or _ledger_side(configuration))
+    log = logs / f"process-{time.time_ns()}.log"
+    process = start_process(command, cwd, log)
+    ready = wait_ready(wait_for or {}, timeout_s, process, lambda: process.poll() is None)
+    return {"pid": process.pid, "command": command, "ready": ready, "log": str(log)}
 
 
 def freeze(
@@ -166,12 +196,26 @@ def restart(
 def ensure_running(
     service: str | None = None,
     pattern: str | None = None,
+    restart_command: str | None = None,
+    cwd: str | None = None,
+    wait_for: dict[str, Any] | None = None,
     timeout_s: float = 10.0,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
-    """Rollback: make sure the target runs — resume frozen processes, start dead service
-    instances, wait until every instance runs — and settle the target's ledger records."""
-    target, _ = resolve(service, pattern, configuration, allow_none=True)
+    """Rollback: make sure the target runs — resume frozen processes, bring back killed
+    ones (a service's instances through its supervisor; pattern targets from their
+    recorded command line, or ``restart_command``) — and settle this run's records of it.
+
+    Fails when, afterwards, nothing runs: a pattern that matches no live process means the
+    target is down, and without a supervisor of ours or a ``restart_command`` (with ``cwd``
+    and ``wait_for`` as for ``start``) nothing can bring it back.
+    """
+    target, procs = resolve(service, pattern, configuration, allow_none=True)
+    started = None
+    if pattern and restart_command and not procs:
+        # The experiment says how to start it: do so first, so the kill's revert finds it.
+        ready = wait_for or {"pattern": pattern}
+        started = start(restart_command, cwd, ready, timeout_s, configuration)
     outcomes = revert_matching(
         configuration, lambda r: r.family == FAMILY and same_target(r, target)
     )
@@ -188,10 +232,21 @@ def ensure_running(
         system, state_dir = system_from_configuration(configuration)
         running = bring_back(system, state_dir, service, timeout_s)[1]
     else:
+        if not procs:
+            raise FaultError(
+                f"no process matches {describe(target)} after the rollback: it is down, and "
+                "nothing here runs it (not supervised): declare restart_command"
+            )
         running = [p.to_json() for p in procs]
     return {
         "target": target,
         "reverted": [o.to_json() for o in outcomes],
         "processes": running,
+        "started": started,
         "left_to_other_runs": left,
     }
+
+
+def _ledger_side(configuration: Configuration) -> Path:
+    path = ledger_from_configuration(configuration).path.resolve()
+    return path.with_name(f"{path.name}.started")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 from inoculate.extensions.toxiproxy.client import Refused, Unreachable, call, delete_toxic
 from inoculate.faults.ledger import LedgerRecord
 from inoculate.faults.protocol import Reverter
 
-__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "revert_down", "revert_toxic"]
+__all__ = ["FAMILY", "REVERTERS", "TARGET_KEYS", "VERIFIERS", "revert_down", "revert_toxic"]
 
 FAMILY = "toxiproxy"
 
@@ -61,4 +62,38 @@ def _proxies(record: LedgerRecord) -> set[str]:
 # A proxy two runs took down comes back when the last one reverts (inoculate.faults.kinds).
 TARGET_KEYS: Mapping[str, Callable[[LedgerRecord], set[str]]] = MappingProxyType(
     {"toxic": _toxics, "down": _proxies}
+)
+
+
+def _proxies_now(record: LedgerRecord) -> dict[str, dict[str, Any]] | None:
+    try:
+        proxies: dict[str, dict[str, Any]] = call(str(record.undo["api_url"]), "GET", "/proxies")
+    except Unreachable:
+        return None
+    return proxies
+
+
+def _toxic_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    proxies = _proxies_now(record)
+    if proxies is None:
+        return None, "the Toxiproxy server is gone (and its toxics with it)"
+    toxic = record.undo.get("toxic")
+    still = [
+        name
+        for name in record.undo.get("proxies", [])
+        if any(t.get("name") == toxic for t in proxies.get(name, {}).get("toxics", []))
+    ]
+    return (False, f"toxic {toxic} still on {still}") if still else (True, f"no {toxic}")
+
+
+def _down_restored(record: LedgerRecord) -> tuple[bool | None, str]:
+    proxies = _proxies_now(record)
+    if proxies is None:
+        return None, "the Toxiproxy server is gone"
+    down = [n for n in record.undo.get("proxies", []) if n in proxies and not proxies[n]["enabled"]]
+    return (False, f"still down: {down}") if down else (True, "every proxy enabled")
+
+
+VERIFIERS: Mapping[str, Callable[[LedgerRecord], tuple[bool | None, str]]] = MappingProxyType(
+    {"toxic": _toxic_restored, "down": _down_restored}
 )

@@ -8,7 +8,9 @@ third-party package can add a family of faults that ``inoculate recover`` unders
 
 A family may also say which physical things a record holds (``TARGET_KEYS`` beside
 ``REVERTERS``: fault name → function of the record returning keys such as ``pid:42:<start>``),
-so that when two runs hold the same target, the first to revert leaves it to the other.
+so that when two runs hold the same target, the first to revert leaves it to the other; and
+how to check that a fault's target is restored (``VERIFIERS``: fault name → function of the
+record returning ``(restored, what was seen)``, restored None when it cannot be told).
 
 Records written before kinds existed carry ``module`` + ``fault``;
 :func:`inoculate.model.kinds.kind_from_legacy` maps them to their kind.
@@ -22,7 +24,14 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-__all__ = ["ENTRY_POINT_GROUP", "UnknownKind", "families", "reverter_for", "target_keys"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "UnknownKind",
+    "families",
+    "reverter_for",
+    "target_keys",
+    "verifier_for",
+]
 
 ENTRY_POINT_GROUP = "inoculate.faults"
 
@@ -64,3 +73,16 @@ def target_keys(record: Any) -> frozenset[str]:
     module = importlib.import_module(entry_point.module)
     keys = getattr(module, "TARGET_KEYS", {}).get(record.fault)
     return frozenset(keys(record)) if keys is not None else frozenset()
+
+
+def verifier_for(kind: str) -> Callable[[Any], tuple[bool | None, str]] | None:
+    """The family's check that a fault of ``kind`` no longer holds its target, if it has one."""
+    family, _, fault = kind.partition(":")
+    entry_point = families().get(family)
+    if entry_point is None:
+        return None
+    module = importlib.import_module(entry_point.module)
+    verifier: Callable[[Any], tuple[bool | None, str]] | None = getattr(
+        module, "VERIFIERS", {}
+    ).get(fault)
+    return verifier

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from inoculate.faults import hidden
-from inoculate.faults.kinds import UnknownKind, reverter_for, target_keys
+from inoculate.faults.kinds import UnknownKind, reverter_for, target_keys, verifier_for
 from inoculate.faults.ledger import (
     FaultLedger,
     LedgerRecord,
@@ -41,6 +41,7 @@ from inoculate.model.secrets import scrub, scrub_text, secrets_of
 __all__ = [
     "RevertOutcome",
     "Reverter",
+    "check_restored",
     "held_elsewhere",
     "inject",
     "read_timeline",
@@ -111,12 +112,31 @@ def inject(
     return record, act()
 
 
-def settle(ledger: FaultLedger, record: LedgerRecord, detail: str = "") -> None:
-    """Mark a fault reverted in the ledger and in its run's fault timeline."""
+def settle(
+    ledger: FaultLedger, record: LedgerRecord, detail: str = "", at: float | None = None
+) -> None:
+    """Mark a fault reverted in the ledger and in its run's fault timeline; ``at`` is when
+    its window ended, when that was before now (restored by a rollback we did not run)."""
     detail = scrub_text(detail, set(hidden.load(ledger.path, record.id).values()))
     ledger.resolve(record.id)
     hidden.discard(ledger.path, record.id)
-    _append_timeline(record, {"op": "revert", "id": record.id, "at": time.time(), "detail": detail})
+    ended = time.time() if at is None else at
+    _append_timeline(record, {"op": "revert", "id": record.id, "at": ended, "detail": detail})
+
+
+def check_restored(ledger: FaultLedger, record: LedgerRecord) -> tuple[bool | None, str]:
+    """Whether the fault's target is back as it was, per its family's verifier: True, False,
+    or None when it cannot be told (no verifier, or the check itself failed)."""
+    verifier = verifier_for(record.kind)
+    if verifier is None:
+        return None, "not checked (its family has no check)"
+    tokens = hidden.load(ledger.path, record.id)
+    revealed = replace(record, undo=hidden.reveal(record.undo, tokens)) if tokens else record
+    try:
+        restored, detail = verifier(revealed)
+    except Exception as exc:  # a check that cannot run says so; it never crashes a verdict
+        return None, f"could not check: {type(exc).__name__}: {exc}"
+    return restored, scrub_text(detail, set(tokens.values()))
 
 
 def read_timeline(run_dir: Path) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["failed_activities", "hypothesis_met"]
+__all__ = ["failed_activities", "hypothesis_met", "slo_verdicts", "verdict_in_words"]
 
 
 def hypothesis_met(state: Any) -> bool | None:
@@ -25,3 +25,28 @@ def failed_activities(runs: Any) -> list[str]:
         for run in runs or []
         if isinstance(run, Mapping) and run.get("status") == "failed"
     ]
+
+
+def slo_verdicts(state: Any) -> dict[str, Mapping[str, Any]]:
+    """The SLO verdicts the SLO probes of a steady-state section recorded, by SLO name
+    (``slos_met`` outputs ``{"slos": [...]}``, ``slo_met`` one verdict)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    if not isinstance(state, Mapping):
+        return found
+    for probe in state.get("probes") or []:
+        output = probe.get("output") if isinstance(probe, Mapping) else None
+        if not isinstance(output, Mapping):
+            continue
+        verdicts = output.get("slos") if isinstance(output.get("slos"), list) else [output]
+        for verdict in verdicts:
+            if isinstance(verdict, Mapping) and "name" in verdict and "met" in verdict:
+                found[str(verdict["name"])] = verdict
+    return found
+
+
+def verdict_in_words(verdict: Mapping[str, Any]) -> str:
+    """An SLO verdict as a reason states it: ``name value (objective >= 99.0%)``."""
+    value, unit = verdict.get("value"), verdict.get("unit") or ""
+    seen = (verdict.get("reason") or "no value") if value is None else f"{value:.4g}{unit}"
+    objective = f"{verdict.get('comparison', '')} {verdict.get('objective')}{unit}".strip()
+    return f"{verdict['name']} {seen} (objective {objective})"

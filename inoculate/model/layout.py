@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
+    "AFTER_STATE_CONFIG_KEY",
     "BASE_DIR_CONFIG_KEY",
     "DEFAULT_LEDGER_PATH",
     "DEFAULT_RUNS_DIR",
@@ -71,6 +72,8 @@ LEDGER_CONFIG_KEY = "inoculate_ledger"
 BASE_DIR_CONFIG_KEY = "inoculate_base_dir"
 SYSTEM_CONFIG_KEY = "inoculate_system"
 SYSTEM_DIR_CONFIG_KEY = "inoculate_system_dir"
+# Set by `inoculate run`: the session judges the after steady state after the rollbacks.
+AFTER_STATE_CONFIG_KEY = "inoculate_after_state_after_rollbacks"
 # What a run sets whatever the experiment declares: `${inoculate_run_dir}` is always defined.
 RUNTIME_CONFIG_KEYS = (
     RUN_DIR_CONFIG_KEY,

@@ -77,6 +77,8 @@ class SloSummary(_Part):
     breaches: list[BreachInterval] = Field(default_factory=list)
     worst_during_method: float | None = None
     first_breach: FirstBreach | None = None
+    met_before: bool | None = None
+    met_after: bool | None = None
 
 
 class FaultSummary(_Part):
@@ -98,6 +100,8 @@ class FaultSummary(_Part):
     time_to_recover_s: float | None = None
     recovery_objective_s: float | None = None
     recovery_objective_met: bool | None = None
+    restored: bool | None = None
+    restored_detail: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +149,7 @@ class RunSummary(_Part):
     reverted_by_safety_net: list[dict[str, Any]] = Field(default_factory=list)
     runbook: str | None = None
     system_at_end: dict[str, str] = Field(default_factory=dict)
+    after_state_window: dict[str, Any] | None = None
 
     @property
     def method_window(self) -> tuple[float, float] | None:

@@ -7,7 +7,8 @@ failed before-state or a failed action; here both fail it.
 In order: a run that could not set up is ``aborted``; a run stopped by a signal or an abort
 policy is ``interrupted`` / ``aborted`` (its other reasons follow the first); otherwise any
 reason fails it — before-state not met, an action failed, an SLO breached during the method,
-after-state not met, a rollback failed, a fault still injected — and none passes it.
+no SLI second inside the method (nothing measured), after-state not met, a rollback
+failed, a fault still injected or not restored — and none passes it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class VerdictFacts:
     interruption: str | None = None
     setup_error: str | None = None
     journal_status: str | None = None
+    unmet_before: Sequence[str] = ()
+    unmet_after: Sequence[str] = ()
+    faults_not_restored: Sequence[str] = ()
+    method_unmeasured: str | None = None
 
 
 def judge(facts: VerdictFacts) -> tuple[RunStatus, list[str]]:
@@ -43,13 +48,19 @@ def judge(facts: VerdictFacts) -> tuple[RunStatus, list[str]]:
         return RunStatus.ABORTED, [facts.setup_error]
     reasons: list[str] = []
     if facts.hypothesis_before is False:
-        reasons.append("steady state before the method was not met: the method was skipped")
+        reasons.append(
+            "steady state before the method was not met: the method was skipped"
+            + _naming(facts.unmet_before)
+        )
     reasons += [f"action failed: {name}" for name in facts.failed_activities]
     reasons += [_breach_reason(slo) for slo in facts.slos if slo.breached_during_method]
+    if facts.method_unmeasured:
+        reasons.append(f"not measured: {facts.method_unmeasured}")
     if facts.hypothesis_after is False:
-        reasons.append("steady state after the method was not met")
+        reasons.append("steady state after the method was not met" + _naming(facts.unmet_after))
     reasons += [f"rollback failed: {name}" for name in facts.failed_rollbacks]
     reasons += [f"fault still injected: {fault}" for fault in facts.faults_left]
+    reasons += [f"fault not restored after the rollbacks: {f}" for f in facts.faults_not_restored]
     if facts.interruption:
         aborted = facts.interruption.startswith("aborted")
         status = RunStatus.ABORTED if aborted else RunStatus.INTERRUPTED
@@ -68,6 +79,10 @@ def chaoslib_interruption(journal_status: object) -> str | None:
     if journal_status == "running":
         return "interrupted: the run never finished (its journal was last written mid-run)"
     return None
+
+
+def _naming(unmet: Sequence[str]) -> str:
+    return f" ({'; '.join(unmet)})" if unmet else ""
 
 
 def _breach_reason(slo: SloSummary) -> str:

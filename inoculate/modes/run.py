@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
@@ -23,6 +24,7 @@ from inoculate.experiment.variables import load_variables
 from inoculate.model.errors import RunInterrupted
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import (
+    AFTER_STATE_CONFIG_KEY,
     BASE_DIR_CONFIG_KEY,
     JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
@@ -110,6 +112,7 @@ def _run(
             RUN_DIR_CONFIG_KEY: str(run_dir),
             RUN_ID_CONFIG_KEY: run_id,
             BASE_DIR_CONFIG_KEY: str(Path(path).resolve().parent),
+            AFTER_STATE_CONFIG_KEY: True,
         }
     )
     if ledger is not None:
@@ -121,10 +124,15 @@ def _run(
     secrets = secret_values(experiment.get("secrets"), secret_vars)
     first = scrub({**initialize_run_journal(experiment), "status": "running"}, secrets)
     write_json_atomic(run_dir / JOURNAL_FILE, first)
-    with Runner(Strategy.DEFAULT) as runner:
-        journal = runner.run(
-            experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
-        )
+    # Before the method only: the session checks the after-state itself, after the rollbacks.
+    try:
+        with Runner(Strategy.BEFORE_METHOD) as runner:
+            journal = runner.run(
+                experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
+            )
+    except InterruptExecution as exc:
+        # chaoslib's own SIGTERM handler, while it loads the configuration: nothing started.
+        raise RunInterrupted(str(exc) or "interrupted while chaoslib set up") from exc
     document = read_json(run_dir / SUMMARY_FILE)
     if document is None:
         # The control never got to judge the run (e.g. chaoslib failed before controls ran).

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
-from chaoslib.run import RunEventHandler
+from chaoslib.run import EventHandlerRegistry, RunEventHandler, run_deviation_validation_hypothesis
 from chaoslib.types import Activity, Experiment, Journal, Run
 
 from inoculate.experiment.spec import InoculateSpec, ValidationError, parse_extension
@@ -34,8 +34,9 @@ from inoculate.faults.protocol import read_timeline, revert_outstanding
 from inoculate.load.driver import LocustLoad
 from inoculate.model.errors import EmbeddedSystemError, LoadError
 from inoculate.model.files import write_json_atomic
-from inoculate.model.journal import failed_activities, hypothesis_met
+from inoculate.model.journal import failed_activities, hypothesis_met, slo_verdicts
 from inoculate.model.layout import (
+    AFTER_STATE_CONFIG_KEY,
     BASE_DIR_CONFIG_KEY,
     JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
@@ -61,6 +62,12 @@ from inoculate.model.secrets import (
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
 from inoculate.model.verdict import chaoslib_interruption
+from inoculate.session.aftermath import (
+    Restoration,
+    check_every_fault,
+    settle_leftovers,
+    wait_fresh_windows,
+)
 from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
@@ -72,6 +79,8 @@ __all__ = ["RunSession"]
 
 logger = logging.getLogger("inoculate")
 FIRST_SAMPLE_TIMEOUT_S = 30.0
+# How long past twice the longest SLO window the after-state may wait for a fresh window.
+AFTER_STATE_MARGIN_S = 10.0
 
 
 class RunSession(RunEventHandler):
@@ -102,6 +111,11 @@ class RunSession(RunEventHandler):
         self.method_window: list[float] = []
         self.reverted_at_start: list[dict[str, Any]] = []
         self.reverted_by_safety_net: list[dict[str, Any]] = []
+        self.restoration: dict[str, Restoration] = {}
+        self.rollbacks_ended_at: float | None = None
+        self.after_state_window: dict[str, Any] | None = None
+        self.event_registry: Any = None
+        self._resolved_secrets: Any = None
         self.faults_left: list[str] = []
         self.system_at_end: dict[str, str] = {}
         self.summary: RunSummary | None = None
@@ -139,9 +153,15 @@ class RunSession(RunEventHandler):
         self._torn_down = True
         self.guard.shield()
         try:
-            if self.spec is not None and self.spec.settle_s and self.load is not None:
+            ended = self.rollbacks_ended_at or time.time()
+            self.reverted_by_safety_net, self.faults_left = settle_leftovers(
+                self.ledger, self.run_id, ended
+            )
+            if journal is not None and self._judges_after_state(journal):
+                self._after_state(journal, ended)
+            elif self.spec is not None and self.spec.settle_s and self.load is not None:
                 time.sleep(self.spec.settle_s)
-            self._revert_leftovers()
+            self.restoration = check_every_fault(self.ledger, self.run_dir)
             self.system_at_end = self._system_snapshot()
         finally:
             self._stop_components()
@@ -161,6 +181,7 @@ class RunSession(RunEventHandler):
         """The first event after our control is configured (chaoslib 1.44 fires ``started``
         before): keep the journal and write it, without the resolved secrets."""
         self._secrets |= secret_values(secrets)
+        self._resolved_secrets = secrets
         # From here every fault this run records, and every line logged, is scrubbed.
         remember_secrets(self.run_id, self._secrets)
         self._filter_logs()
@@ -193,6 +214,11 @@ class RunSession(RunEventHandler):
         """From here on a signal must not cut the rollbacks short."""
         self.method_completed(experiment)
         self.guard.shield()
+
+    def rollbacks_completed(self, experiment: Experiment, journal: Journal) -> None:
+        """The rollbacks phase ended: a fault no reverter settled ends its window here."""
+        self.rollbacks_ended_at = time.time()
+        self._write_journal()
 
     def start_activity(self, activity: Activity) -> None:
         """Arm the activity's timeout (chaoslib validates it but never enforces it)."""
@@ -282,14 +308,39 @@ class RunSession(RunEventHandler):
             logger.warning("reverted a fault left by a dead run: %s", outcome.to_json())
         return outcomes
 
-    def _revert_leftovers(self) -> None:
-        outcomes = revert_outstanding(self.ledger, run_id=self.run_id)
-        for outcome in outcomes:
-            logger.warning("fault not reverted by any rollback; reverted now: %s", outcome.detail)
-        self.reverted_by_safety_net = [o.to_json() for o in outcomes]
-        self.faults_left = [
-            r.description or r.id for r in self.ledger.outstanding(run_id=self.run_id)
-        ]
+    def _judges_after_state(self, journal: Journal) -> bool:
+        # Only under `inoculate run` (the configuration says so): chaoslib itself runs the
+        # after-state before the rollbacks, which is what a plain `chaos run` keeps.
+        return bool(
+            self.configuration.get(AFTER_STATE_CONFIG_KEY)
+            and self.experiment.get("steady-state-hypothesis")
+            and self.guard.reason is None
+            and journal.get("status") not in ("interrupted", "aborted")
+            and hypothesis_met((journal.get("steady_states") or {}).get("before")) is not False
+            and self.method_window
+        )
+
+    def _after_state(self, journal: Journal, since: float) -> None:
+        """Judge the after steady state on windows made of seconds after the rollbacks."""
+        windows = [slo.window_s for slo in self.spec.slos] if self.spec is not None else []
+        settle_s = self.spec.settle_s if self.spec is not None else 0.0
+        timeout_s = max(settle_s, 2 * max(windows, default=0) + AFTER_STATE_MARGIN_S)
+        fresh = True
+        if windows and self.monitor is not None:
+            store = SliStore(self.run_dir / SAMPLES_FILE)
+            stopping = lambda: self.guard.reason is not None  # noqa: E731
+            fresh = wait_fresh_windows(store, since, windows, timeout_s, stopping)
+        self.after_state_window = {"since": since, "fresh": fresh, "timeout_s": timeout_s}
+        if self.guard.reason is not None:
+            return  # interrupted while waiting: no after-state to judge
+        run_deviation_validation_hypothesis(
+            self.experiment,
+            journal,
+            self.configuration,
+            self._resolved_secrets or {},
+            self.event_registry or EventHandlerRegistry(),
+            None,
+        )
 
     def _system_snapshot(self) -> dict[str, str]:
         """OS status of every system process once rollbacks ran: evidence nothing stayed broken."""
@@ -335,6 +386,9 @@ class RunSession(RunEventHandler):
             interruption=self.guard.reason or chaoslib_interruption(journal.get("status")),
             journal_status=str(journal.get("status") or "") or None,
             setup_error=self.setup_error,
+            probe_verdicts_before=slo_verdicts(steady.get("before")),
+            probe_verdicts_after=slo_verdicts(steady.get("after")),
+            restoration={i: (r.restored, r.detail) for i, r in self.restoration.items()},
             recovery_objective_s=self.spec.recovery_objective_s if self.spec else None,
             extra={
                 "run_id": self.run_id,
@@ -345,6 +399,7 @@ class RunSession(RunEventHandler):
                 "reverted_by_safety_net": self.reverted_by_safety_net,
                 "runbook": self.spec.runbook if self.spec else None,
                 "system_at_end": self.system_at_end,
+                "after_state_window": self.after_state_window,
             },
         )
         return summarize(facts)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inoculate.model.journal import verdict_in_words
 from inoculate.model.summary import RunSummary, SloSummary
 from inoculate.model.verdict import VerdictFacts, judge
 from inoculate.steady_state.monitor import Evaluation
@@ -47,6 +48,11 @@ class RunFacts:
     interruption: str | None = None
     setup_error: str | None = None
     journal_status: str | None = None
+    # Per SLO name, the verdicts the steady-state probes recorded before and after.
+    probe_verdicts_before: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    probe_verdicts_after: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Per fault id, whether its target was back after the rollbacks (None: not checked).
+    restoration: Mapping[str, tuple[bool | None, str]] = field(default_factory=dict)
     recovery_objective_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -55,6 +61,11 @@ def summarize(facts: RunFacts) -> RunSummary:
     """Return the run's summary: status, reasons, per-SLO verdicts and fault windows."""
     slo_reports = [SloSummary.model_validate(_slo_report(slo, facts)) for slo in facts.slos]
     faults = [_fault_report(window, facts) for window in _fault_windows(facts.fault_events)]
+    not_restored = [
+        f"{f['description'] or f['kind']} ({f['restored_detail']})"
+        for f in faults
+        if f["restored"] is False
+    ]
     status, reasons = judge(
         VerdictFacts(
             hypothesis_before=facts.hypothesis_before,
@@ -66,6 +77,10 @@ def summarize(facts: RunFacts) -> RunSummary:
             interruption=facts.interruption,
             setup_error=facts.setup_error,
             journal_status=facts.journal_status,
+            unmet_before=_unmet(facts.probe_verdicts_before),
+            unmet_after=_unmet(facts.probe_verdicts_after),
+            faults_not_restored=not_restored,
+            method_unmeasured=_method_unmeasured(facts),
         )
     )
     return RunSummary.from_json(
@@ -104,7 +119,11 @@ def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
         "comparison": slo.comparison,
         "unit": slo.unit,
         "window_s": slo.window_s,
-        "met": not in_method,
+        "met": not in_method
+        and _probed(facts.probe_verdicts_before, slo.name) is not False
+        and _probed(facts.probe_verdicts_after, slo.name) is not False,
+        "met_before": _probed(facts.probe_verdicts_before, slo.name),
+        "met_after": _probed(facts.probe_verdicts_after, slo.name),
         "breached_during_method": bool(in_method),
         "breach_seconds_during_method": len(in_method),
         "breaches": _intervals([e.t for e, _ in breaches]),
@@ -163,6 +182,8 @@ def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
         "time_to_recover_s": None,
         "recovery_objective_s": facts.recovery_objective_s,
         "recovery_objective_met": None,
+        "restored": facts.restoration.get(window["id"], (None, ""))[0],
+        "restored_detail": facts.restoration.get(window["id"], (None, "not checked"))[1],
     }
     if detection is None:
         return report
@@ -170,9 +191,14 @@ def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
     report["time_to_detect_s"] = round(max(0.0, detection.seen_at - injected), 3)
     report["detected_by"] = sorted(names)
     back = _recovered_at([s for s in facts.slos if s.name in names], facts.samples, detection.t)
-    report["recovered"] = back is not None
     if back is None:
+        # Never back within objective — or not measured, when the run ended before enough
+        # seconds after the fault's end were sampled to tell.
+        end = reverted if reverted is not None else injected
+        last = facts.samples[-1].t if facts.samples else None
+        report["recovered"] = None if last is None or last < end + STABLE_SECONDS else False
         return report
+    report["recovered"] = True
     # `back` is a whole second: a revert inside that second counts as the cause.
     by_rollback = reverted is not None and reverted < back + 1
     reference = reverted if by_rollback else injected
@@ -229,3 +255,26 @@ def _window_json(window: tuple[float, float] | None) -> dict[str, float] | None:
     if window is None:
         return None
     return {"started_at": window[0], "ended_at": window[1]}
+
+
+def _probed(verdicts: Mapping[str, Mapping[str, Any]], name: str) -> bool | None:
+    verdict = verdicts.get(name)
+    return None if verdict is None else bool(verdict.get("met"))
+
+
+def _unmet(verdicts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    unmet = [v for v in verdicts.values() if v.get("met") is False]
+    return [verdict_in_words(v) for v in unmet]
+
+
+def _method_unmeasured(facts: RunFacts) -> str | None:
+    """Why the SLOs could not judge the method: no evaluated second overlaps it."""
+    if not facts.slos or facts.method_window is None:
+        return None
+    if any(_in_method(e.t, facts.method_window) for e in facts.evaluations):
+        return None
+    lasted = facts.method_window[1] - facts.method_window[0]
+    return (
+        f"no SLI second fell inside the method (it lasted {lasted:.2f} s): its SLOs judged "
+        "nothing (check the pauses of the method's activities)"
+    )
