@@ -165,6 +165,11 @@ def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
         failed_rollbacks=tuple(summary.failed_rollbacks),
         reverted_by_safety_net=tuple(safety_net),
         faults_left=tuple(summary.faults_left),
+        faults_not_restored=tuple(
+            f"{f.description or f.kind} ({f.restored_detail})"
+            for f in summary.faults
+            if f.restored is False
+        ),
         failed_activities=tuple(summary.failed_activities),
         interruption=summary.interruption,
         slos_unmeasured_reason=slo_reason,

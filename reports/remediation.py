@@ -195,6 +195,18 @@ def failed_rollback_finding(name: str) -> Finding:
     )
 
 
+def not_restored_finding(faults: Sequence[str]) -> Finding:
+    """After the rollbacks, a fault's target was checked and was not back."""
+    return _finding(
+        "rollbacks",
+        f"{len(faults)} fault(s) not restored after the rollbacks",
+        "after the rollbacks, the target was checked and was not as before: " + "; ".join(faults),
+        "restore it by hand now; then make the rollback bring it back (for a process no "
+        "supervisor runs, declare restart_command)",
+        faults=list(faults),
+    )
+
+
 def safety_net_finding(name: str) -> Finding:
     """A fault was reverted by inoculate's safety net, not by any rollback."""
     return _finding(

@@ -12,7 +12,7 @@ Formula (also in README, with a worked example)::
     recovery       20      mean over faults: 1 if no SLO breached or recovered within the
                            objective, objective / time to recover if slower, 0 if never
     after          15      1 if the steady state after the fault was met, else 0
-    rollbacks      15      0 if a fault was left injected, else
+    rollbacks      15      0 if a fault was left injected or its target not restored, else
                            1 - (failed rollbacks + faults only the safety net reverted)
                                / (rollbacks run + faults only the safety net reverted)
     score = 100 * sum(weight * credit) / sum(weight), over the components that could be
@@ -77,6 +77,7 @@ class ScoreInput:
     failed_rollbacks: tuple[str, ...] = ()
     reverted_by_safety_net: tuple[str, ...] = ()
     faults_left: tuple[str, ...] = ()
+    faults_not_restored: tuple[str, ...] = ()
     failed_activities: tuple[str, ...] = ()
     interruption: str | None = None
     slos_unmeasured_reason: str = "no SLO was measured"
@@ -243,6 +244,12 @@ def _rollback_part(run: ScoreInput) -> _Part:
             f"{len(run.faults_left)} fault(s) left injected",
             ((1.0, remediation.faults_left_finding(run.faults_left)),),
         )
+    if run.faults_not_restored:
+        return _Part(
+            0.0,
+            f"{len(run.faults_not_restored)} fault(s) not restored after the rollbacks",
+            ((1.0, remediation.not_restored_finding(run.faults_not_restored)),),
+        )
     checks = run.rollbacks_run + len(run.reverted_by_safety_net)
     problems = [remediation.failed_rollback_finding(name) for name in run.failed_rollbacks]
     problems += [remediation.safety_net_finding(name) for name in run.reverted_by_safety_net]
@@ -250,7 +257,12 @@ def _rollback_part(run: ScoreInput) -> _Part:
         return _Part(1.0, "nothing to roll back")
     issues = min(checks, len(problems))
     losses = tuple((1.0 / checks, finding) for finding in problems[:issues])
-    detail = f"{checks - issues} of {checks} rollback(s) succeeded"
+    ran, failed = run.rollbacks_run, len(run.failed_rollbacks)
+    detail = f"{ran - failed} of {ran} rollback(s) succeeded"
+    if run.reverted_by_safety_net:
+        detail += (
+            f"; inoculate reverted {len(run.reverted_by_safety_net)} fault(s) no rollback restored"
+        )
     return _Part(1.0 - issues / checks, detail, losses)
 
 

@@ -25,7 +25,18 @@ from tests.support import Workspace
 pytestmark = pytest.mark.integration
 
 
+def _activity(kind: str, name: str, module: str, func: str, **arguments: object) -> dict:  # type: ignore[type-arg]
+    provider = {"type": "python", "module": module, "func": func, "arguments": arguments,
+                "secrets": ["sec", "vars"]}  # fmt: skip
+    return {"type": kind, "name": name, "provider": provider}
+
+
 def _experiment(marker: str) -> dict:  # type: ignore[type-arg]
+    process, probes, test = (
+        "inoculate.extensions.process",
+        "inoculate.steady_state.probes",
+        "tests.activities",
+    )
     return {
         "title": "Secrets stay secret",
         "description": "Every secret source, used where a value spreads.",
@@ -37,45 +48,15 @@ def _experiment(marker: str) -> dict:  # type: ignore[type-arg]
             }
         },
         "method": [
-            {
-                "type": "action",
-                "name": "freeze-by-secret-pattern",
-                "provider": {"type": "python", "module": "inoculate.extensions.process",
-                             "func": "freeze", "arguments": {"pattern": "${inline}"}},
-                "secrets": ["sec"],
-            },
-            {
-                "type": "action",
-                "name": "echo-env-secret",
-                "provider": {"type": "python", "module": "tests.activities", "func": "echo",
-                             "arguments": {"message": "token=${from_env}"}},
-                "secrets": ["sec"],
-            },
-            {
-                "type": "probe",
-                "name": "health-with-key",
-                "provider": {"type": "python", "module": "inoculate.steady_state.probes",
-                             "func": "http_healthy",
-                             "arguments": {"url": "http://127.0.0.1:9/health?key=${from_yaml}",
-                                           "timeout_s": 0.5}},
-                "secrets": ["sec"],
-            },
+            _activity("action", "freeze-by-secret-pattern", process, "freeze", pattern="${inline}"),
+            _activity("action", "echo-env-secret", test, "echo", message="token=${from_env}"),
+            _activity("probe", "health-with-key", probes, "http_healthy",
+                      url="http://127.0.0.1:9/health?key=${from_yaml}", timeout_s=0.5),
         ],
         "rollbacks": [
-            {
-                "type": "action",
-                "name": "thaw-by-secret-pattern",
-                "provider": {"type": "python", "module": "inoculate.extensions.process",
-                             "func": "thaw", "arguments": {"pattern": "${inline}"}},
-                "secrets": ["sec"],
-            },
-            {
-                "type": "action",
-                "name": "cleanup-that-fails",
-                "provider": {"type": "python", "module": "tests.activities", "func": "fail_with",
-                             "arguments": {"message": "password=${from_dotenv}"}},
-                "secrets": ["sec"],
-            },
+            _activity("action", "thaw-by-secret-pattern", process, "thaw", pattern="${inline}"),
+            _activity("action", "cleanup-that-fails", test, "fail_with",
+                      message="password=${from_dotenv}"),
         ],
     }  # fmt: skip
 

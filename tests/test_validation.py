@@ -114,3 +114,17 @@ def test_the_inoculate_block_takes_configuration_and_vars(tmp_path: Path) -> Non
         validate_experiment(experiment)
     assert "extensions[0].load.host: " in str(caught.value)
     assert "${shop_url}" in str(caught.value)
+
+
+def test_a_misspelt_activity_key_is_an_error_naming_the_closest_one(tmp_path: Path) -> None:
+    # `pause:` for `pauses:` was silently ignored: the method lasted 21 ms and judged nothing.
+    text = (EXPERIMENTS / "catalog-kill-self-healing.yaml").read_text()
+    assert "    pauses: {after: 8}" in text
+    typo = tmp_path / "typo.yaml"
+    text = text.replace("    pauses: {after: 8}", "    pause: {after: 8}", 1)
+    typo.write_text(text.replace("locustfile.py", str(EXPERIMENTS / "locustfile.py")))
+    with pytest.raises(ExperimentInvalid) as error:
+        validate_experiment(typo)
+    [problem] = [e for e in error.value.errors if e.field.endswith(".pause")]
+    assert problem.message == "unknown key; did you mean 'pauses'?"
+    assert problem.field.startswith("method[0] (")

@@ -9,6 +9,7 @@ These checks run first; chaoslib's own follow only when they pass.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from numbers import Real
@@ -17,12 +18,29 @@ from typing import Any
 
 from inoculate.model.errors import FieldError
 
-__all__ = ["MAX_PAUSE_S", "MAX_TIMEOUT_S", "activity_shape_errors"]
+__all__ = [
+    "ACTIVITY_KEYS",
+    "MAX_PAUSE_S",
+    "MAX_TIMEOUT_S",
+    "PROVIDER_KEYS",
+    "activity_shape_errors",
+]
 
 MAX_PAUSE_S = 24 * 3600.0
 MAX_TIMEOUT_S = 24 * 3600.0
 
 _PROVIDER_TEXT = {"python": ("module", "func"), "process": ("path",), "http": ("url",)}
+# The keys the Chaos Toolkit's experiment format gives an activity and each provider type.
+ACTIVITY_KEYS = frozenset(
+    {"type", "name", "provider", "tolerance", "pauses", "background", "ref", "timeout",
+     "dry", "controls"}
+)  # fmt: skip
+PROVIDER_KEYS = {
+    "python": frozenset({"type", "module", "func", "arguments", "secrets"}),
+    "process": frozenset({"type", "path", "arguments", "timeout", "secrets"}),
+    "http": frozenset({"type", "url", "method", "headers", "expected_status", "arguments",
+                       "timeout", "verify_tls", "max_retries", "secrets"}),
+}  # fmt: skip
 
 
 def activity_shape_errors(
@@ -30,7 +48,12 @@ def activity_shape_errors(
 ) -> Iterator[FieldError]:
     """Problems of the provider's shape, the timeout and the pauses of ``activity``;
     ``configuration`` holds the values known before the run, for ``pauses: {after: ${x}}``."""
+    yield from _unknown_keys(where, activity, ACTIVITY_KEYS)
     provider = activity.get("provider")
+    kind = provider.get("type") if isinstance(provider, Mapping) else None
+    if isinstance(provider, Mapping) and isinstance(kind, str) and kind in PROVIDER_KEYS:
+        known = PROVIDER_KEYS[kind]
+        yield from _unknown_keys(f"{where}.provider", provider, known)
     if provider is not None and not isinstance(provider, Mapping):
         yield FieldError(f"{where}.provider", f"expected a mapping, got {_kind(provider)}")
     elif provider is not None:
@@ -46,6 +69,21 @@ def activity_shape_errors(
         )
     elif pauses is not None:
         yield from _pause_errors(f"{where}.pauses", pauses, configuration)
+
+
+def _unknown_keys(
+    where: str, mapping: Mapping[str, Any], known: frozenset[str]
+) -> Iterator[FieldError]:
+    # A typo (`pause:` for `pauses:`) is otherwise silently ignored by chaoslib: the method
+    # then lasts milliseconds and judges nothing.
+    for key in mapping:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of {sorted(known)}"
+        if key == "secrets" and "provider" in known:
+            hint = "secrets belong to the provider (provider.secrets)"
+        yield FieldError(f"{where}.{key}", f"unknown key; {hint}")
 
 
 def _provider_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
