@@ -16,6 +16,7 @@ from pathlib import Path
 from inoculate.model.errors import InputFileError, ReportInputError
 from inoculate.model.files import read_json_bounded
 from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
+from inoculate.model.status import RunStatus
 from inoculate.reports.model import RunReport, TrendPoint
 from inoculate.reports.score import suite_score
 from inoculate.reports.trend import SuitePoint
@@ -43,11 +44,14 @@ class SuiteEntry:
     links: Mapping[str, str] = field(default_factory=dict)
     baseline: float | None = None
     baseline_run: str | None = None
+    # A known weakness that must stay detected: the entry passes the gate when its run fails.
+    expected_to_fail: bool = False
 
     @property
     def passed(self) -> bool:
-        """The run's verdict is passed."""
-        return self.report.run.status == "passed"
+        """The run's verdict is what the gate wants: passed, or failed for a known weakness."""
+        wanted = RunStatus.FAILED if self.expected_to_fail else RunStatus.PASSED
+        return self.report.run.status == wanted
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ def build_suite(
     """Score a suite; with ``gate=(min_score, tolerance, baseline description)`` judge it."""
     if not entries:
         raise ValueError("a suite needs at least one run")
-    score = suite_score([(e.report.score.value, e.weight) for e in entries])
+    # A known weakness scores low by design: it does not weigh on the suite's score.
+    scored = [e for e in entries if not e.expected_to_fail] or list(entries)
+    score = suite_score([(e.report.score.value, e.weight) for e in scored])
     verdict = None
     if gate is not None:
         min_score, tolerance, baseline = gate
@@ -111,17 +117,12 @@ def judge_gate(
     baseline: str = "last passing run on record",
 ) -> GateVerdict:
     """The gate's verdict (pure): failed runs, a low suite score, regressions."""
-    reasons = [
-        f"{entry.report.title}: {entry.report.run.status}"
-        + (f" ({entry.report.summary.reasons[0]})" if entry.report.summary.reasons else "")
-        for entry in entries
-        if not entry.passed
-    ]
+    reasons = [_not_passed(entry) for entry in entries if not entry.passed]
     if min_score is not None and score < min_score:
         reasons.append(f"suite score {score:g} is below the minimum {min_score:g}")
     regressions = []
     for entry in entries:
-        if entry.baseline is None:
+        if entry.baseline is None or entry.expected_to_fail:
             continue
         drop = entry.baseline - entry.report.score.value
         if drop > tolerance:
@@ -164,3 +165,14 @@ def baseline_scores(path: Path) -> dict[str, tuple[float, str]]:
     raise ReportInputError(
         str(path), "not an inoculate report (schema inoculate/suite-report or inoculate/run-report)"
     )
+
+
+def _not_passed(entry: SuiteEntry) -> str:
+    status, reasons = entry.report.run.status, entry.report.summary.reasons
+    if entry.expected_to_fail and status == RunStatus.PASSED:
+        return (
+            f"{entry.report.title}: expected to fail (a known weakness) but passed: the "
+            "weakness is no longer detected — fix the experiment, or drop the expectation "
+            "if the weakness is gone"
+        )
+    return f"{entry.report.title}: {status}" + (f" ({reasons[0]})" if reasons else "")

@@ -219,3 +219,19 @@ def test_invalid_gate_input_exits_2_before_anything_runs(
     assert bad_score.returncode == 2
     assert [p for p in workspace.out_dir("runs").iterdir()] == []
     assert psutil.Process(sleeper[0].pid).status() != psutil.STATUS_STOPPED
+
+
+def test_a_known_weakness_passes_the_gate_only_while_it_stays_detected(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str], experiments: dict[str, Path]
+) -> None:
+    _, marker = sleeper
+    good, broken = str(experiments["good"]), str(experiments["broken"])
+    detected = gate(workspace, marker, good, broken, "--expect-failed", "broken")
+    assert detected.returncode == 0, detected.stdout + detected.stderr
+    [suite_dir] = _suites(workspace)
+    assert json.loads((suite_dir / "suite-report.json").read_text())["score"] == 100.0
+    gone = gate(workspace, marker, good, "--expect-failed", "good", "--baseline", "none")
+    assert gone.returncode == 1, gone.stdout + gone.stderr
+    assert "expected to fail (a known weakness) but passed" in " ".join(gone.stdout.split())
+    unknown = gate(workspace, marker, good, "--expect-failed", "nope")
+    assert unknown.returncode == 2 and "--expect-failed nope: no such experiment" in unknown.stderr

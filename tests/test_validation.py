@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import pytest
 
 from inoculate.experiment.validation import validate_experiment
@@ -128,3 +129,21 @@ def test_a_misspelt_activity_key_is_an_error_naming_the_closest_one(tmp_path: Pa
     [problem] = [e for e in error.value.errors if e.field.endswith(".pause")]
     assert problem.message == "unknown key; did you mean 'pauses'?"
     assert problem.field.startswith("method[0] (")
+
+
+def test_a_dry_run_lists_what_each_fault_would_hit_and_touches_nothing(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper
+    experiment = REPO / "tests" / "experiments" / "freeze-pattern.yaml"
+    result = workspace.run("run", str(experiment), "--var", f"sleeper_pattern={marker}",
+                           "--dry-run")  # fmt: skip
+    assert result.code == 0, result.stdout + result.stderr
+    assert f"pid {proc.pid}" in result.stdout
+    assert "nothing was started, injected or recorded" in result.stdout
+    assert proc.status() != psutil.STATUS_STOPPED
+    assert not any(result.out_dir.iterdir())  # no run directory
+    assert not workspace.ledger.exists() or workspace.outstanding_faults() == []
+    targets = workspace.run("validate", "--targets", str(experiment), "--var",
+                            f"sleeper_pattern={marker}")  # fmt: skip
+    assert targets.code == 0 and f"pid {proc.pid}" in targets.stdout

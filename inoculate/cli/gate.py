@@ -75,6 +75,14 @@ __all__ = ["command"]
 @format_option
 @weight_option
 @click.option("--no-runbook", is_flag=True, help="Do not update the experiments' runbooks.")
+@click.option(
+    "--expect-failed",
+    "expect_failed",
+    multiple=True,
+    metavar="EXPERIMENT",
+    help="A known weakness that must stay detected: this experiment's run must fail (file, "
+    "file name or title; also the tag expect-failed). Its score does not weigh on the suite.",
+)
 def command(
     experiments: tuple[Path, ...],
     min_score: float | None,
@@ -88,6 +96,7 @@ def command(
     formats: str,
     weights: tuple[str, ...],
     no_runbook: bool,
+    expect_failed: tuple[str, ...],
 ) -> None:
     """Run a suite of experiments and gate on verdicts, score and regressions (for CI)."""
     wanted = parse_formats_option(formats)
@@ -115,6 +124,7 @@ def command(
         min_score=min_score,
         tolerance=tolerance,
         runbook=not no_runbook,
+        expected_failures=checked.expected_failures | _named(expect_failed, names),
     )
     latch = SignalLatch().install()
     outcome = run_gate(plan, _Printer(), latch)
@@ -126,6 +136,18 @@ def command(
     else:
         _print_gate(outcome.suite, outcome.files)
     sys.exit(outcome.exit_code)
+
+
+def _named(options: tuple[str, ...], names: Mapping[str, list[str]]) -> frozenset[str]:
+    """The experiments ``--expect-failed`` names (by path, file name, stem or title)."""
+    chosen = set()
+    for option in options:
+        matches = [path for path, aliases in names.items() if option in aliases]
+        if not matches:
+            known = sorted({alias for aliases in names.values() for alias in aliases})
+            exit_invalid(f"--expect-failed {option}: no such experiment; expected one of {known}")
+        chosen.update(matches)
+    return frozenset(chosen)
 
 
 def _history(option: Path | None, ledger: Path | None) -> Path:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
 from inoculate.model.status import ExitCode
 
-__all__ = ["configure_logging", "console", "errors", "exit_invalid"]
+__all__ = ["configure_logging", "console", "errors", "exit_invalid", "print_previews"]
 
 console = Console(stderr=False)
 errors = Console(stderr=True)
@@ -33,3 +34,17 @@ def exit_invalid(message: str) -> NoReturn:
     """Print ``message`` on stderr and exit 2 (invalid input: nothing was done)."""
     click.echo(message, err=True)
     sys.exit(ExitCode.INVALID)
+
+
+def print_previews(path: object, previews: Sequence[Any]) -> None:
+    """What each activity of an experiment would hit now (``--dry-run``, ``--targets``)."""
+    from rich.table import Table
+
+    table = Table(title=f"{path}: what each activity would hit now", title_justify="left")
+    for column in ("activity", "calls", "would hit"):
+        table.add_column(column)
+    for preview in previews:
+        table.add_row(f"{preview.where} {preview.activity}", preview.call,
+                      "\n".join(preview.targets))  # fmt: skip
+    console.print(table)
+    console.print("dry run: nothing was started, injected or recorded", highlight=False)

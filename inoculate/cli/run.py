@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -15,7 +16,7 @@ from inoculate.cli.options import (
     var_file_option,
     var_option,
 )
-from inoculate.cli.output import console, errors
+from inoculate.cli.output import console, errors, print_previews
 from inoculate.model.errors import ExperimentInvalid, RunInterrupted
 from inoculate.model.layout import DEFAULT_RUNS_DIR
 from inoculate.model.status import ExitCode, RunStatus
@@ -43,6 +44,11 @@ __all__ = ["command", "print_summary"]
     show_default=True,
     help="Write the run's reports, history row and runbook feedback after the verdict.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate, then list what each activity would hit now; start and inject nothing.",
+)
 def command(
     experiment: Path,
     variables: tuple[str, ...],
@@ -50,12 +56,15 @@ def command(
     out_dir: Path,
     ledger: Path | None,
     report: bool,
+    dry_run: bool,
 ) -> None:
     """Run one experiment; the exit code is its verdict."""
     from inoculate.modes.run import run_experiment_file
     from inoculate.session.interrupts import SignalLatch
 
     parsed_vars = parse_vars(variables)
+    if dry_run:
+        _dry_run(experiment, parsed_vars, var_files)
     # From here a signal is remembered, never raised out of a half-done step: the run
     # stops at its next safe point and the command still writes what it can.
     latch = SignalLatch().install()
@@ -77,6 +86,21 @@ def command(
         errors.print(f"{latch.received} after the run: the run's verdict stands, exit 3")
         sys.exit(ExitCode.INTERRUPTED)
     sys.exit(outcome.exit_code)
+
+
+def _dry_run(experiment: Path, variables: dict[str, Any], var_files: tuple[str, ...]) -> None:
+    from inoculate.experiment.validation import validate_experiment
+    from inoculate.modes.dry_run import preview_targets
+    from inoculate.modes.run import load_run_variables
+
+    try:
+        configuration, secrets = load_run_variables(variables, var_files)
+        validated = validate_experiment(experiment, configuration, secrets)
+    except ExperimentInvalid as exc:
+        click.echo(f"{exc}\nnothing was started or injected", err=True)
+        sys.exit(ExitCode.INVALID)
+    print_previews(experiment, preview_targets(validated, configuration, secrets))
+    sys.exit(ExitCode.PASSED)
 
 
 def publish_after_run(run_dir: Path, experiment: Path, ledger: Path | None = None) -> None:

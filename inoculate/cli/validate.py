@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from inoculate.cli.options import parse_vars, var_file_option, var_option
-from inoculate.cli.output import console, exit_invalid
+from inoculate.cli.output import console, exit_invalid, print_previews
 from inoculate.experiment.validation import validate_experiment
 from inoculate.experiment.variables import load_variables
 from inoculate.model.errors import ExperimentInvalid
@@ -22,8 +22,14 @@ __all__ = ["command"]
 @click.argument("experiments", nargs=-1, required=True, type=click.Path(path_type=Path))
 @var_option
 @var_file_option
+@click.option(
+    "--targets", is_flag=True, help="Also list what each activity would hit now (nothing acts)."
+)
 def command(
-    experiments: tuple[Path, ...], variables: tuple[str, ...], var_files: tuple[str, ...]
+    experiments: tuple[Path, ...],
+    variables: tuple[str, ...],
+    var_files: tuple[str, ...],
+    targets: bool,
 ) -> None:
     """Check experiments without starting or injecting anything.
 
@@ -47,4 +53,9 @@ def command(
             for deprecation in validated.deprecations:
                 click.echo(f"warning: {path}: {deprecation}", err=True)
             console.print(f"[green]valid[/green]  {path}")
+            if targets:
+                from inoculate.modes.dry_run import preview_targets
+
+                previews = preview_targets(validated, loaded.configuration, loaded.secrets)
+                print_previews(path, previews)
     sys.exit(ExitCode.INVALID if invalid else ExitCode.PASSED)

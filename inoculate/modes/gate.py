@@ -31,6 +31,7 @@ from inoculate.reports.suite import SuiteEntry, SuiteReport, baseline_scores, bu
 from inoculate.session.interrupts import SignalLatch
 
 __all__ = [
+    "EXPECT_FAILED_TAG",
     "GITHUB_STEP_SUMMARY",
     "GateOutcome",
     "GatePlan",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+# An experiment tagged so is a known weakness the gate wants detected: its run must fail.
+EXPECT_FAILED_TAG = "expect-failed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class SuiteCheck:
     titles: Mapping[str, str]
     weights: Mapping[str, float]
     problems: Sequence[str]
+    expected_failures: frozenset[str] = frozenset()  # paths tagged expect-failed
 
 
 def check_suite(
@@ -60,6 +64,7 @@ def check_suite(
     """Validate the var files and every experiment, collecting every problem of every file."""
     titles: dict[str, str] = {}
     weights: dict[str, float] = {}
+    expected: set[str] = set()
     try:
         loaded = load_variables(var_files, variables)
     except ExperimentInvalid as exc:
@@ -75,7 +80,9 @@ def check_suite(
         titles[str(path)] = str(validated.experiment.get("title"))
         if validated.spec is not None:
             weights[str(path)] = validated.spec.weight
-    return SuiteCheck(titles, weights, problems)
+        if EXPECT_FAILED_TAG in (validated.experiment.get("tags") or []):
+            expected.add(str(path))
+    return SuiteCheck(titles, weights, problems, frozenset(expected))
 
 
 def baselines_from(ref: str) -> tuple[Mapping[str, tuple[float, str]] | None, str]:
@@ -105,6 +112,7 @@ class GatePlan:
     min_score: float | None
     tolerance: float
     runbook: bool
+    expected_failures: frozenset[str] = frozenset()
 
 
 class GateProgress(Protocol):
@@ -177,6 +185,7 @@ def run_gate(
             {},
             reference[0] if reference else None,
             reference[1] if reference else None,
+            expected_to_fail=str(path) in plan.expected_failures,
         )
         entries.append((entry, published.files))
         if published.report.run.status.stopped_early:

@@ -38,7 +38,7 @@ from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
 from inoculate.session.interrupts import SignalLatch
 
-__all__ = ["CONTROL_MODULE", "RunOutcome", "run_experiment_file"]
+__all__ = ["CONTROL_MODULE", "RunOutcome", "load_run_variables", "run_experiment_file"]
 
 logger = logging.getLogger("inoculate")
 # Named, not imported: chaoslib loads the control, which drives the session (layers run down).
@@ -146,6 +146,13 @@ def _run(
     else:
         summary = RunSummary.from_json(document)
     return RunOutcome(run_dir=run_dir, summary=summary)
+
+
+def load_run_variables(
+    variables: Mapping[str, Any] | None, var_files: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's configuration and secret values from ``--var`` and ``--var-file``."""
+    return _variables(variables, var_files)
 
 
 def _variables(
