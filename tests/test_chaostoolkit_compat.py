@@ -18,30 +18,41 @@ pytestmark = pytest.mark.integration
 TEST_EXPERIMENTS = REPO / "tests" / "experiments"
 
 
-def test_plain_chaos_run_gets_the_verdict_right(workspace: Workspace, tmp_path: Path) -> None:
-    journal_path = tmp_path / "chaos-journal.json"
-    env = {**workspace.env, "INOCULATE_RUNS_DIR": str(tmp_path / "runs")}
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chaostoolkit",
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(journal_path),
-            str(EXPERIMENTS / "catalog-kill-no-self-healing.yaml"),
-        ],
-        cwd=REPO,
+def _chaos_run(
+    workspace: Workspace, experiment: Path, cwd: Path, *options: str, runs: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(workspace.env)
+    if runs is not None:
+        env["INOCULATE_RUNS_DIR"] = str(runs)
+    return subprocess.run(
+        [sys.executable, "-m", "chaostoolkit", "run", *options, str(experiment)],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
+
+
+def test_plain_chaos_run_gets_the_verdict_right(workspace: Workspace, tmp_path: Path) -> None:
+    journal_path = tmp_path / "chaos-journal.json"
+    elsewhere = tmp_path / "elsewhere"  # not the repository, not the experiment's folder
+    elsewhere.mkdir()
+    completed = _chaos_run(
+        workspace,
+        EXPERIMENTS / "catalog-kill-no-self-healing.yaml",
+        elsewhere,
+        "--journal-path",
+        str(journal_path),
+        runs=tmp_path / "runs",
+    )
     # chaoslib alone would call this run "completed" with no deviation during the method.
     assert completed.returncode == 1, completed.stdout + completed.stderr
+    # Where the run's files go is said, not left to be discovered.
+    assert f"this run's files go to {tmp_path / 'runs'}" in completed.stdout + completed.stderr
+    assert f"start at {EXPERIMENTS}" in completed.stdout + completed.stderr
+    assert "inoculate's verdict: failed: " in completed.stdout + completed.stderr
     journal = json.loads(journal_path.read_text())
     assert journal["deviated"] is True
     summary = journal["inoculate"]
@@ -50,6 +61,26 @@ def test_plain_chaos_run_gets_the_verdict_right(workspace: Workspace, tmp_path: 
     run_dir = Path(summary["run_dir"])
     assert run_dir.parent == tmp_path / "runs"
     assert json.loads((run_dir / "journal.json").read_text())["inoculate"]["status"] == "failed"
+    assert workspace.outstanding_faults() == []
+
+
+def test_plain_chaos_run_with_a_path_that_does_not_resolve_starts_nothing(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    experiment = tmp_path / "exp" / "typo.yaml"
+    experiment.parent.mkdir()
+    text = (EXPERIMENTS / "catalog-kill-self-healing.yaml").read_text()
+    experiment.write_text(text.replace("locustfile: locustfile.py", "locustfile: locustfil.py"))
+    completed = _chaos_run(workspace, experiment, tmp_path, runs=tmp_path / "runs")
+    assert completed.returncode != 0
+    message = completed.stdout + completed.stderr
+    assert f"{experiment.parent / 'locustfil.py'}: no such file" in message, message
+    assert f"relative paths start at {experiment.parent} (the folder of typo.yaml)" in message
+    assert "inoculate_base_dir" in message  # how to change it
+    # Nothing was started: no system state, no load samples, no fault.
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "system").exists()
+    assert not (run_dir / "sli.jsonl").exists()
     assert workspace.outstanding_faults() == []
 
 

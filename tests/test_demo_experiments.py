@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,18 @@ def test_catalog_kill_with_self_healing_holds(workspace: Workspace) -> None:
     journal = result.journal()
     assert journal["status"] == "completed" and journal["deviated"] is False
     assert journal["inoculate"]["status"] == "passed"
+    _assert_warm_up_not_judged(summary, journal)
+
+
+def _assert_warm_up_not_judged(summary: dict, journal: dict) -> None:
+    # The before steady state judged whole windows of seconds after the warm-up only.
+    window = summary["before_state_window"]
+    assert window["fresh"] is True and window["warmup_s"] > 0
+    [probe] = journal["steady_states"]["before"]["probes"]
+    verdicts = probe["output"]["slos"]
+    assert verdicts
+    for verdict in verdicts:
+        assert verdict["window_start"] >= math.ceil(window["since"]), verdict
 
 
 def test_catalog_kill_without_self_healing_fails_and_names_the_slo(workspace: Workspace) -> None:

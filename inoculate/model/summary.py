@@ -149,6 +149,9 @@ class RunSummary(_Part):
     reverted_by_safety_net: list[dict[str, Any]] = Field(default_factory=list)
     runbook: str | None = None
     system_at_end: dict[str, str] = Field(default_factory=dict)
+    # The seconds each steady state was judged on: from `since` (end of the warm-up, end of
+    # the rollbacks), `fresh` false when no full window came within the documented bound.
+    before_state_window: dict[str, Any] | None = None
     after_state_window: dict[str, Any] | None = None
 
     @property

@@ -28,7 +28,12 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import EventHandlerRegistry, RunEventHandler, run_deviation_validation_hypothesis
 from chaoslib.types import Activity, Experiment, Journal, Run
 
-from inoculate.experiment.spec import InoculateSpec, ValidationError, parse_extension
+from inoculate.experiment.spec import (
+    InoculateSpec,
+    ValidationError,
+    locustfile_problem,
+    parse_extension,
+)
 from inoculate.faults.ledger import ledger_from_configuration
 from inoculate.faults.protocol import read_timeline, revert_outstanding
 from inoculate.load.driver import LocustLoad
@@ -37,7 +42,6 @@ from inoculate.model.files import write_json_atomic
 from inoculate.model.journal import failed_activities, hypothesis_met, slo_verdicts
 from inoculate.model.layout import (
     AFTER_STATE_CONFIG_KEY,
-    BASE_DIR_CONFIG_KEY,
     JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
     RUN_DIR_CONFIG_KEY,
@@ -57,6 +61,7 @@ from inoculate.model.secrets import (
     forget_secrets,
     remember_secrets,
     scrub,
+    scrub_text,
     secret_values,
 )
 from inoculate.model.status import RunStatus
@@ -68,6 +73,7 @@ from inoculate.session.aftermath import (
     settle_leftovers,
     wait_fresh_windows,
 )
+from inoculate.session.base_dir import base_dir_of_run
 from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
@@ -79,7 +85,8 @@ __all__ = ["RunSession"]
 
 logger = logging.getLogger("inoculate")
 FIRST_SAMPLE_TIMEOUT_S = 30.0
-# How long past twice the longest SLO window the after-state may wait for a fresh window.
+# How long past twice the longest SLO window the before- and after-state may wait for a
+# window of fresh seconds (after the warm-up, after the rollbacks).
 AFTER_STATE_MARGIN_S = 10.0
 
 
@@ -92,12 +99,24 @@ class RunSession(RunEventHandler):
         self.title = str(experiment.get("title", "experiment"))
         self.spec, self.spec_error = _parse_spec(experiment, configuration)
         self.run_id = str(configuration.get(RUN_ID_CONFIG_KEY) or uuid.uuid4().hex[:12])
-        self.base_dir = Path(configuration.get(BASE_DIR_CONFIG_KEY) or Path.cwd())
+        self.base = base_dir_of_run(configuration, experiment)
+        self.base_dir = self.base.path
         self.run_dir = Path(
             configuration.get(RUN_DIR_CONFIG_KEY)
             or new_run_dir(self.title, Path(os.environ.get(RUNS_DIR_ENV_VAR, "runs")))
         ).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.plain_chaos_run = not configuration.get(RUN_DIR_CONFIG_KEY)
+        if self.plain_chaos_run:  # nobody else will say where the files went
+            _log_through_chaostoolkit()
+            logger.info(
+                "this run's files go to %s (%s=DIR puts them elsewhere); paths of the "
+                "inoculate block start at %s (%s)",
+                self.run_dir,
+                RUNS_DIR_ENV_VAR,
+                self.base.path,
+                self.base.chosen_by,
+            )
         configuration[RUN_DIR_CONFIG_KEY] = str(self.run_dir)
         configuration[RUN_ID_CONFIG_KEY] = self.run_id
         self.ledger = ledger_from_configuration(configuration)
@@ -113,6 +132,7 @@ class RunSession(RunEventHandler):
         self.reverted_by_safety_net: list[dict[str, Any]] = []
         self.restoration: dict[str, Restoration] = {}
         self.rollbacks_ended_at: float | None = None
+        self.before_state_window: dict[str, Any] | None = None
         self.after_state_window: dict[str, Any] | None = None
         self.event_registry: Any = None
         self._resolved_secrets: Any = None
@@ -139,6 +159,7 @@ class RunSession(RunEventHandler):
         self.reverted_at_start = [o.to_json() for o in self._replay_dead_runs()]
         if self.spec is None:
             return
+        self._check_paths(self.spec)
         try:
             self._start_system(self.spec)
             self._start_load(self.spec)
@@ -169,6 +190,14 @@ class RunSession(RunEventHandler):
         write_json_atomic(self.run_dir / SUMMARY_FILE, scrub(self.summary.to_json(), self._secrets))
         if journal is not None:
             _amend_journal(journal, self.summary)
+        if self.plain_chaos_run:  # `inoculate run` prints its own verdict
+            reasons = scrub_text("; ".join(self.summary.reasons), self._secrets)
+            logger.info(
+                "inoculate's verdict: %s%s (%s)",
+                self.summary.status,
+                f": {reasons}" if reasons else "",
+                self.run_dir / SUMMARY_FILE,
+            )
 
     # ------------------------------------------------------------------ chaoslib events
 
@@ -255,6 +284,13 @@ class RunSession(RunEventHandler):
 
     # ------------------------------------------------------------------ internals
 
+    def _check_paths(self, spec: InoculateSpec) -> None:
+        # `inoculate run` checked them at validation; a plain `chaos run` did not.
+        problem = locustfile_problem(spec.load.locustfile, self.base_dir) if spec.load else None
+        if problem:
+            self.setup_error = f"load.locustfile: {problem}; {self.base.how_to_change()}"
+            raise InterruptExecution(self.setup_error)
+
     def _start_system(self, spec: InoculateSpec) -> None:
         if spec.system is None:
             return
@@ -293,7 +329,29 @@ class RunSession(RunEventHandler):
                 spec.slos, SliStore(self.run_dir / SAMPLES_FILE), on_evaluation=self._on_evaluation
             )
             self.monitor.start()
-        time.sleep(load_spec.warmup_s)
+        self._warm_up(spec, load_spec.warmup_s)
+
+    def _warm_up(self, spec: InoculateSpec, warmup_s: float) -> None:
+        """Let the load settle, then wait until every SLO window holds only seconds after
+        the warm-up: the before steady state never judges warm-up seconds."""
+        stopping = lambda: self.guard.reason is not None  # noqa: E731
+        deadline = time.monotonic() + warmup_s
+        while not stopping() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        since = time.time()
+        windows = [slo.window_s for slo in spec.slos]
+        fresh = True
+        if windows and not stopping():
+            logger.info(
+                "warm-up over; the before steady state is judged on the next %ds of load",
+                max(windows),
+            )
+            store = SliStore(self.run_dir / SAMPLES_FILE)
+            timeout_s = 2 * max(windows) + AFTER_STATE_MARGIN_S
+            fresh = wait_fresh_windows(store, since, windows, timeout_s, stopping)
+        self.before_state_window = {"since": since, "warmup_s": warmup_s, "fresh": fresh}
+        if stopping():
+            raise InterruptExecution(self.guard.reason)
 
     def _on_evaluation(self, evaluation: Evaluation) -> None:
         if self.spec is None or self.spec.on_breach != "abort" or len(self.method_window) != 1:
@@ -399,6 +457,7 @@ class RunSession(RunEventHandler):
                 "reverted_by_safety_net": self.reverted_by_safety_net,
                 "runbook": self.spec.runbook if self.spec else None,
                 "system_at_end": self.system_at_end,
+                "before_state_window": self.before_state_window,
                 "after_state_window": self.after_state_window,
             },
         )
@@ -436,6 +495,18 @@ class RunSession(RunEventHandler):
         if self.spec is None:
             return {"slos": []}
         return self.spec.model_dump(mode="json")
+
+
+def _log_through_chaostoolkit() -> None:
+    # `chaos` prints and files only its own logger's records; ours would reach the console
+    # only from WARNING up (Python's last resort). Share its handlers, as chaoslib does.
+    ours, theirs = logging.getLogger("inoculate"), logging.getLogger("chaostoolkit")
+    if ours.handlers or not theirs.handlers:
+        return
+    for handler in theirs.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(min(handler.level for handler in theirs.handlers) or logging.INFO)
+    ours.propagate = False
 
 
 def _run_log_handlers() -> list[logging.Handler]:
