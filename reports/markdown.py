@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from inoculate.model.summary import FaultSummary
 from inoculate.reports.model import RunReport
-from inoculate.reports.suite import SuiteReport
+from inoculate.reports.suite import SuiteEntry, SuiteReport
 
 __all__ = ["run_markdown", "suite_markdown"]
 
@@ -108,6 +108,12 @@ def _times(fault: FaultSummary) -> str:
     return f"{text}, recovered in {float(back):.1f} s ({fault.recovered_by}{goal})"  # type: ignore[arg-type]
 
 
+def _entry_mark(entry: SuiteEntry) -> str:
+    if entry.expected_to_fail:
+        return "✅" if entry.passed else "❌"
+    return _MARK.get(entry.report.run.status, "⚠️")
+
+
 def suite_markdown(suite: SuiteReport) -> str:
     """The Markdown report of a suite (and of the gate), with each run's top findings."""
     gate = suite.gate
@@ -120,7 +126,7 @@ def suite_markdown(suite: SuiteReport) -> str:
         (
             (
                 e.report.title,
-                f"{_MARK.get(e.report.run.status, '⚠️')} {e.report.run.status}",
+                f"{_entry_mark(e)} {e.verdict_text}",
                 f"{e.report.score.value:g}",
                 f"{e.weight:g}",
                 _number(e.baseline, "", "g"),

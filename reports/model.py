@@ -20,6 +20,7 @@ from inoculate.model.errors import InputFileError, ReportInputError
 from inoculate.model.files import read_json_bounded
 from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.summary import FaultSummary, RunSummary, SloSummary
+from inoculate.model.targets import target_words
 from inoculate.reports.outcomes import FaultOutcome, SloOutcome
 from inoculate.reports.run_data import RunData, activity_results, load_run
 from inoculate.reports.score import Score, ScoreInput, score_run, slo_credit
@@ -152,7 +153,7 @@ def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
     slos, slo_reason = _slo_outcomes(run, series, specs)
     faults, fault_reason = _fault_outcomes(run)
     safety_net = [
-        f"{r.get('kind') or r.get('fault')} {_target_text(r.get('target'))}".strip()
+        f"{r.get('kind') or r.get('fault')} {target_words(r.get('target'))}".strip()
         for r in summary.reverted_by_safety_net
     ]
     return ScoreInput(
@@ -263,7 +264,7 @@ def _slo_outcome(
         first_breach_text=first.value_text if first is not None else None,
         fault=(fault.description or fault.kind) if fault else None,
         fault_kind=fault.kind if fault else None,
-        target=_target_text(fault.target) if fault else None,
+        target=target_words(fault.target) if fault else None,
         after_fault_s=after_fault,
     )
 
@@ -323,7 +324,7 @@ def _fault_outcomes(run: RunData) -> tuple[tuple[FaultOutcome, ...] | None, str]
             FaultOutcome(
                 description=fault.description or fault.kind,
                 kind=fault.kind,
-                target=_target_text(fault.target),
+                target=target_words(fault.target),
                 injected_at=fault.injected_at,
                 detected=fault.detected,
                 time_to_detect_s=fault.time_to_detect_s,
@@ -335,15 +336,6 @@ def _fault_outcomes(run: RunData) -> tuple[tuple[FaultOutcome, ...] | None, str]
             )
         )
     return tuple(faults), "no fault was injected"
-
-
-def _target_text(target: Any) -> str | None:
-    if not isinstance(target, Mapping) or not target:
-        return None
-    for key in ("service", "container", "pod", "name", "pattern"):
-        if target.get(key):
-            return str(target[key])
-    return ", ".join(f"{k}={v}" for k, v in target.items())
 
 
 # --------------------------------------------------------------------------- SLO specs

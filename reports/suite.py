@@ -53,6 +53,14 @@ class SuiteEntry:
         wanted = RunStatus.FAILED if self.expected_to_fail else RunStatus.PASSED
         return self.report.run.status == wanted
 
+    @property
+    def verdict_text(self) -> str:
+        """The run's verdict in words, saying so when the gate wanted it failed."""
+        status = str(self.report.run.status)
+        if not self.expected_to_fail:
+            return status
+        return "failed, as expected" if self.passed else f"{status}, expected to fail"
+
 
 @dataclass(frozen=True)
 class GateVerdict:

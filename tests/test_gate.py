@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from junitparser import JUnitXml
+from junitparser import JUnitXml, Skipped
 
 from tests.support import REPO, Workspace
 
@@ -230,6 +230,15 @@ def test_a_known_weakness_passes_the_gate_only_while_it_stays_detected(
     assert detected.returncode == 0, detected.stdout + detected.stderr
     [suite_dir] = _suites(workspace)
     assert json.loads((suite_dir / "suite-report.json").read_text())["score"] == 100.0
+    # Every report says the failure was expected; none calls it passed or a plain failure.
+    assert "failed, as expected" in " ".join(detected.stdout.split())
+    assert "✅ failed, as expected" in (suite_dir / "suite-report.md").read_text()
+    assert ">failed, as expected<" in (suite_dir / "suite-report.html").read_text()
+    junit = JUnitXml.fromfile(str(suite_dir / "suite-report.junit.xml"))
+    weak = next(s for s in junit if s.name != "inoculate gate" and s.failures == 0 and s.skipped)
+    skipped = [r.message for c in weak for r in c.result if isinstance(r, Skipped)]
+    assert all(m.startswith("expected failure (a known weakness): ") for m in skipped), skipped
+    assert junit.failures == 0 and junit.skipped == len(skipped)
     gone = gate(workspace, marker, good, "--expect-failed", "good", "--baseline", "none")
     assert gone.returncode == 1, gone.stdout + gone.stderr
     assert "expected to fail (a known weakness) but passed" in " ".join(gone.stdout.split())

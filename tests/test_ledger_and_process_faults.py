@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from inoculate.extensions import process
+from inoculate.extensions.process.targets import match_pattern
 from inoculate.faults.ledger import FaultLedger
 from inoculate.faults.protocol import read_timeline, revert_outstanding
 from inoculate.model.errors import FaultError
@@ -147,7 +148,7 @@ def test_thaw_resumes_only_its_target(
     assert all(p.status() != psutil.STATUS_STOPPED for p in procs)
 
 
-def test_kill_by_pattern_sends_the_signal_and_is_recorded_irreversible(
+def test_kill_by_pattern_records_how_to_start_the_processes_again(
     tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
 ) -> None:
     procs, marker = sleepers
@@ -160,9 +161,20 @@ def test_kill_by_pattern_sends_the_signal_and_is_recorded_irreversible(
         "the sleepers to exit",
     )
     [record] = FaultLedger(Path(configuration["inoculate_ledger"])).outstanding()
-    assert record.undo == {"irreversible": True}
+    recorded = record.undo["processes"]
+    assert {p["pid"] for p in recorded} == {p.pid for p in procs}
+    for entry in recorded:
+        assert marker in entry["cmdline"] and entry["cwd"] and entry["user"]
+        assert "env" not in entry  # environment names only, never values
+    assert record.description.startswith("SIGTERM python")  # the program, not the regex
+    assert "\\" not in record.description
     outcome = process.ensure_running(pattern=marker, configuration=configuration)
-    assert "cannot be restarted" in outcome["reverted"][0]["detail"]
+    try:
+        assert "started again as pid" in outcome["reverted"][0]["detail"]
+        assert len(match_pattern(marker)) == len(procs)
+    finally:
+        for proc in match_pattern(marker):
+            psutil.Process(proc.pid).kill()
 
 
 def test_bad_targets_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -252,7 +253,7 @@ def test_json_reports_follow_their_versioned_schema(written: Path) -> None:
     assert first["fault"] == "SIGKILL service=catalog" and first["after_fault_s"] >= 0
 
 
-def test_junit_round_trip_through_a_junit_parser(written: Path) -> None:
+def test_junit_round_trip_through_a_junit_parser(written: Path, failed_run: Path) -> None:
     xml = JUnitXml.fromfile(str(written / "failed" / "report.junit.xml"))
     [suite] = list(xml)
     assert suite.name == "Catalog kill under load"
@@ -269,6 +270,12 @@ def test_junit_round_trip_through_a_junit_parser(written: Path) -> None:
     failing = [c.name for c in suite if any(isinstance(r, Failure) for r in c.result)]
     assert suite.failures == len(failing) > 0
     assert suite.tests == len(cases)
+    # Real durations: the suite lasts as long as the run, each SLO as long as the method.
+    summary = json.loads((failed_run / "summary.json").read_text())
+    method = summary["method"]["ended_at"] - summary["method"]["started_at"]
+    assert suite.time == pytest.approx(35, abs=0.1)
+    assert breached.time == pytest.approx(method, abs=0.01) and method > 0
+    assert cases["steady state before the fault"].time > 0
 
     combined = JUnitXml.fromfile(str(written / "suite-report.junit.xml"))
     assert sorted(s.name for s in combined) == [
@@ -277,6 +284,28 @@ def test_junit_round_trip_through_a_junit_parser(written: Path) -> None:
     ]
     passed = next(s for s in combined if s.name == "Catalog kill with replicas")
     assert passed.failures == 0 and all(case.is_passed for case in passed)
+
+
+def test_the_first_breach_is_the_same_instant_in_reasons_findings_and_junit(
+    written: Path, failed_run: Path
+) -> None:
+    summary = json.loads((failed_run / "summary.json").read_text())
+    markdown = (written / "failed" / "report.md").read_text()
+    junit = JUnitXml.fromfile(str(written / "failed" / "report.junit.xml"))
+    messages = {c.name: r.message for s in junit for c in s for r in c.result}
+    clock = re.compile(r"at (\d\d:\d\d:\d\d UTC)")
+    breached = [slo for slo in summary["slos"] if slo["first_breach"]]
+    assert breached
+    for slo in breached:
+        first = slo["first_breach"]
+        [reason] = [r for r in summary["reasons"] if r.startswith(f"SLO {slo['name']} ")]
+        at = clock.search(reason).group(1)
+        expected = datetime.fromtimestamp(first["seen_at"], UTC).strftime("%H:%M:%S UTC")
+        assert at == expected, reason
+        assert clock.search(messages[f"SLO {slo['name']}"]).group(1) == at
+        [finding] = [line for line in markdown.splitlines() if f"SLO {slo['name']} (" in line]
+        assert clock.search(finding).group(1) == at
+        assert "e+" not in reason + finding  # values are written out, never 2e+03ms
 
 
 def test_markdown_has_verdict_score_slos_and_findings(written: Path) -> None:

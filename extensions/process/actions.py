@@ -78,7 +78,7 @@ def kill(
             if signum == signals.SIGKILL
             else send(procs, signum)
         ),
-        description=f"{signals.Signals(signum).name} {describe(target)}",
+        description=f"{signals.Signals(signum).name} {describe(target, procs)}",
     )
     return {"target": target, "signal": signals.Signals(signum).name, "processes": sent}
 
@@ -126,7 +126,7 @@ def freeze(
         target,
         {"processes": [p.to_json() for p in procs]},
         act=lambda: confirm(send(procs, signals.SIGSTOP), (*STOPPED_STATUSES, *DEAD_STATUSES)),
-        description=f"SIGSTOP {describe(target)}",
+        description=f"SIGSTOP {describe(target, procs)}",
     )
     if duration_s is not None:
         try:

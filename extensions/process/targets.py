@@ -12,7 +12,7 @@ import os
 import re
 import signal as signals
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from chaoslib.types import Configuration
 from inoculate.faults.ledger import LedgerRecord
 from inoculate.model.errors import FaultError
 from inoculate.model.processes import DEAD_STATUSES, is_alive, process_status
+from inoculate.model.targets import target_words
 from inoculate.systems.registry import system_from_configuration
 
 STOPPED_STATUSES = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
@@ -34,6 +35,7 @@ class Proc:
     pid: int
     create_time: float
     label: str
+    program: str = ""  # the executable's name (psutil's name()), for descriptions
 
     def to_json(self) -> dict[str, Any]:
         """The process as recorded in the ledger and the journal."""
@@ -74,12 +76,13 @@ def match_pattern(pattern: str) -> list[Proc]:
         raise FaultError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
     protected = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "create_time", "status"]):
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
         if proc.info["status"] in DEAD_STATUSES:
             continue  # a zombie is dead: nothing to signal, freeze or wait for
         cmdline = " ".join(proc.info["cmdline"] or [])
         if proc.info["pid"] not in protected and cmdline and regex.search(cmdline):
-            found.append(Proc(proc.info["pid"], proc.info["create_time"], cmdline[:120]))
+            program = proc.info["name"] or Path(proc.info["cmdline"][0]).name
+            found.append(Proc(proc.info["pid"], proc.info["create_time"], cmdline[:120], program))
     return found
 
 
@@ -221,6 +224,15 @@ def signal_number(name: str | int) -> int:
         ) from None
 
 
-def describe(target: Mapping[str, Any]) -> str:
-    """The target in words, for descriptions and errors (``service=catalog``)."""
-    return ", ".join(f"{k}={v}" for k, v in target.items())
+def describe(target: Mapping[str, Any], procs: Sequence[Proc] = ()) -> str:
+    """The target in words, for descriptions and errors: ``service=catalog``; for a
+    pattern, the programs it matched and the pattern made readable (no regex escapes):
+    ``nginx (2 processes matching “nginx: worker process”)``."""
+    if not target.get("pattern"):
+        return ", ".join(f"{k}={v}" for k, v in target.items())
+    matching = target_words(target) or ""
+    if not procs:
+        return matching
+    names = sorted({proc.program for proc in procs})
+    count = f"{len(procs)} process{'es' if len(procs) != 1 else ''}"
+    return f"{', '.join(names)} ({count} {matching.removeprefix('processes ')})"

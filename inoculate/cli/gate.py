@@ -182,7 +182,7 @@ def _print_gate(suite: SuiteReport, files: Mapping[str, Path]) -> None:
         colour = "green" if entry.passed else "red"
         table.add_row(
             entry.report.title,
-            f"[{colour}]{entry.report.run.status}[/{colour}]",
+            f"[{colour}]{entry.verdict_text}[/{colour}]",
             f"{entry.report.score.value:g}",
             f"{entry.weight:g}",
             "-" if entry.baseline is None else f"{entry.baseline:g}",

@@ -13,6 +13,7 @@ Fields keep their version-1 names. Since version 2 a fault carries its stable ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "MethodWindow",
     "RunSummary",
     "SloSummary",
+    "value_text",
 ]
 
 SUMMARY_VERSION = 2
@@ -40,12 +42,28 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class FirstBreach(_Part):
-    """The first second an SLO missed its objective during the method."""
+def value_text(value: float, unit: str) -> str:
+    """An SLI value with four significant digits and never an exponent: ``2002ms``,
+    ``98.88%``, ``9.2req/s`` (``{:.3g}`` printed ``2e+03ms``)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}{unit}"
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}{unit}"
 
-    t: int
+
+class FirstBreach(_Part):
+    """The first second an SLO missed its objective during the method.
+
+    ``seen_at`` is the one instant every report gives for it (the monitor saw the window's
+    value cross): reasons, findings, JUnit and each fault's time to detect use it.
+    """
+
+    t: int  # the breached second, [t, t + 1)
     seen_at: float
-    after_method_start_s: float
+    after_method_start_s: float  # seen_at - the method's start
     value: float | None
     value_text: str
     objective: float

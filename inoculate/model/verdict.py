@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from inoculate.model.status import RunStatus
-from inoculate.model.summary import SloSummary
+from inoculate.model.summary import SloSummary, value_text
 
 __all__ = ["VerdictFacts", "chaoslib_interruption", "judge"]
 
@@ -91,8 +91,8 @@ def _breach_reason(slo: SloSummary) -> str:
         return f"SLO {slo.name} breached during the method"
     return (
         f"SLO {slo.name} breached during the method: {first.value_text} "
-        f"(objective {first.comparison} {first.objective}{first.unit}) "
-        f"at {_clock(first.t)} (+{first.after_method_start_s}s)"
+        f"(objective {first.comparison} {value_text(first.objective, first.unit)}) "
+        f"at {_clock(first.seen_at)} (+{first.after_method_start_s}s)"
     )
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -509,6 +510,13 @@ def _log_through_chaostoolkit() -> None:
     ours.propagate = False
 
 
+def _iso_timestamp(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else None
+    except ValueError:
+        return None
+
+
 def _run_log_handlers() -> list[logging.Handler]:
     loggers = [logging.getLogger(name) for name in ("chaostoolkit", "inoculate", "")]
     return [handler for log in loggers for handler in log.handlers]
@@ -532,6 +540,13 @@ def _window(marks: list[float]) -> tuple[float, float] | None:
 def _amend_journal(journal: Journal, summary: RunSummary) -> None:
     """Make the journal tell the truth chaoslib 1.44 leaves out (see ARCHITECTURE.md)."""
     journal["inoculate"] = summary.to_json()
+    # chaoslib stamps the end before the after-state and teardown we run after its
+    # rollbacks: the run ends now.
+    started = _iso_timestamp(journal.get("start"))
+    if started is not None:
+        now = time.time()
+        journal["end"] = datetime.fromtimestamp(now, UTC).isoformat()
+        journal["duration"] = now - started
     if summary.status is RunStatus.FAILED:
         breached = any(slo.breached_during_method for slo in summary.slos)
         if breached or summary.hypothesis.after is False:

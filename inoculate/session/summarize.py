@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inoculate.model.journal import verdict_in_words
-from inoculate.model.summary import RunSummary, SloSummary
+from inoculate.model.summary import RunSummary, SloSummary, value_text
 from inoculate.model.verdict import VerdictFacts, judge
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import SliSample
@@ -136,7 +136,7 @@ def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
         report["first_breach"] = {
             "t": evaluation.t,
             "seen_at": round(evaluation.seen_at, 3),
-            "after_method_start_s": round(evaluation.t + 1 - start, 1),
+            "after_method_start_s": round(evaluation.seen_at - start, 1),
             "value": verdict.value,
             "value_text": _value_text(verdict.value, verdict.unit, verdict.reason),
             "objective": verdict.objective,
@@ -248,7 +248,7 @@ def _worst(slo: Slo, values: Sequence[float | None]) -> float | None:
 def _value_text(value: float | None, unit: str, reason: str | None) -> str:
     if value is None:
         return reason or "no value"
-    return f"{value:.3g}{unit}"
+    return value_text(value, unit)
 
 
 def _window_json(window: tuple[float, float] | None) -> dict[str, float] | None:
