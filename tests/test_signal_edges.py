@@ -9,6 +9,8 @@ written still lets them be written.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import subprocess
 import time
@@ -163,3 +165,25 @@ def test_a_storm_of_signals_from_the_rollbacks_on_still_ends_with_exit_3_and_rep
     assert (run_dir / "summary.json").is_file()
     assert (run_dir / "report.html").is_file() and (run_dir / "report.json").is_file()
     assert workspace.outstanding_faults() == []
+
+
+def test_chaoslib_never_takes_sigterm_from_a_run() -> None:
+    # chaoslib's Runner.run installs a SIGTERM handler that raises wherever the main thread
+    # is; raised inside a logging call, logging swallowed it and the run went on for its
+    # full length (both 0.8 s cases of the test above, once, under load). Our handler
+    # stays; SIGUSR1/2 stay chaoslib's.
+    import chaoslib.run as chaoslib_run
+
+    from inoculate.session.interrupts import SignalLatch, keeping_our_sigterm
+
+    latch = SignalLatch().install()
+    try:
+        with keeping_our_sigterm(), chaoslib_run.exit_signals():
+            assert signal.getsignal(signal.SIGTERM) is latch
+            assert signal.getsignal(signal.SIGUSR2) is not latch
+            os.kill(os.getpid(), signal.SIGTERM)
+            logging.getLogger("chaostoolkit").info("a log line chaoslib writes mid-run")
+        assert latch.received == "SIGTERM received"
+        assert signal.getsignal(signal.SIGTERM) is latch
+    finally:
+        latch.restore()

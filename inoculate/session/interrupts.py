@@ -9,7 +9,10 @@ A run's life has three stretches, each with its own rule for a signal:
 
 - before the session exists (chaoslib setting up): :class:`SignalLatch`, installed by
   ``inoculate run``, only *remembers* the signal; the session refuses to start when it
-  finds one (nothing was injected);
+  finds one (nothing was injected). chaoslib's ``Runner.run`` would put its own SIGTERM
+  handler in place for that stretch, which raises wherever the main thread is — inside a
+  logging call, which swallows it, and the signal was lost (the run went on for its full
+  length): :func:`keeping_our_sigterm` keeps the latch there;
 - during the session: :class:`InterruptGuard` raises :class:`RunInterrupted` until the
   rollbacks begin; from then on (rollbacks, teardown) a signal is *recorded* — the run is
   interrupted, exit 3 — but never raised, so nothing cuts the rollbacks short;
@@ -22,13 +25,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from inoculate.model.errors import RunInterrupted
 
-__all__ = ["ABORT_SIGNAL", "InterruptGuard", "SignalLatch"]
+__all__ = ["ABORT_SIGNAL", "InterruptGuard", "SignalLatch", "keeping_our_sigterm"]
 
 logger = logging.getLogger("inoculate")
 ABORT_SIGNAL = signal.SIGUSR1
@@ -125,3 +129,26 @@ class InterruptGuard:
             return
         logger.warning("%s: interrupting the run; rollbacks will run", reason)
         raise RunInterrupted(reason)
+
+
+@contextmanager
+def keeping_our_sigterm() -> Iterator[None]:
+    """While chaoslib's ``Runner.run`` runs, its SIGUSR1/SIGUSR2 handlers are installed as
+    usual but SIGTERM keeps the handler it had (ours): chaoslib's raises
+    ``InterruptExecution`` at any bytecode, and logging swallows what it raises."""
+    import chaoslib.run as chaoslib_run
+
+    original = chaoslib_run.exit_signals
+
+    @contextmanager
+    def with_our_sigterm() -> Iterator[None]:
+        kept = signal.getsignal(signal.SIGTERM)
+        with original():
+            signal.signal(signal.SIGTERM, kept)
+            yield
+
+    chaoslib_run.exit_signals = with_our_sigterm
+    try:
+        yield
+    finally:
+        chaoslib_run.exit_signals = original
