@@ -60,6 +60,7 @@ def test_chaos_discover_lists_every_activity_with_arguments_and_docstring(tmp_pa
         "service",
         "pattern",
         "signal",
+        "restart_command",
         "configuration",
     ]
     assert activities[("inoculate.extensions.process", "processes_state")]["type"] == "probe"

@@ -98,12 +98,13 @@ def test_a_killed_runs_docker_shop_is_removed_and_recover_settles(
     [record] = workspace.outstanding_faults()
     shop = _shop_label(record)
     # The reaper notices the runner's death and removes the shop (Docker would keep it).
+    # Containers first, then their network (removable only once they are gone).
     eventually(
-        lambda: not docker_run.client.api.containers(all=True, filters={"label": [shop]}),
+        lambda: not docker_run.client.api.containers(all=True, filters={"label": [shop]})
+        and not docker_run.client.api.networks(filters={"label": [shop]}),
         20,
-        "the reaper to remove the shop's containers",
+        "the reaper to remove the shop's containers and network",
     )
-    assert not docker_run.client.api.networks(filters={"label": [shop]})
     result = workspace.run("recover", "--ledger", str(workspace.ledger))
     assert result.code == 0, result.stdout + result.stderr
     assert "1 fault(s) reverted, 0 left" in result.stdout
