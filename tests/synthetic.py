@@ -25,7 +25,14 @@ from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import EndpointSecond, SliSample, new_histogram
 from inoculate.steady_state.slo import evaluate_all, parse_slos
 
-__all__ = ["Behaviour", "SyntheticFault", "encode_latencies", "write_synthetic_run"]
+__all__ = [
+    "Behaviour",
+    "SyntheticFault",
+    "SyntheticRun",
+    "build_synthetic_run",
+    "encode_latencies",
+    "write_synthetic_run",
+]
 
 T0 = 1_700_000_000
 
@@ -115,7 +122,20 @@ class _Verdicts:
     after: bool | None
 
 
-def write_synthetic_run(
+@dataclass(frozen=True)
+class SyntheticRun:
+    """A written run directory and the facts its summary was computed from."""
+
+    directory: Path
+    facts: RunFacts
+
+
+def write_synthetic_run(directory: Path, **profile: Any) -> Path:
+    """Write a complete run directory; return it (see :func:`build_synthetic_run`)."""
+    return build_synthetic_run(directory, **profile).directory
+
+
+def build_synthetic_run(
     directory: Path,
     *,
     title: str = "Synthetic experiment",
@@ -131,8 +151,11 @@ def write_synthetic_run(
     failed_rollbacks: Sequence[str] = (),
     seed: int = 0,
     t0: int = T0,
-) -> Path:
-    """Write a complete run directory; return it (verdicts from ``inoculate.session.summarize``)."""
+) -> SyntheticRun:
+    """Write a complete run directory (verdicts from ``inoculate.session.summarize``).
+
+    The facts are returned too, so that a benchmark can time the summary on its own.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     samples = _write_samples(directory, duration_s, endpoints, faults, seed, t0)
@@ -181,7 +204,7 @@ def write_synthetic_run(
     experiment = _experiment(directory, title, slos, faults, runbook)
     journal = _journal(experiment, faults, summary, t0, duration_s, failed_rollbacks)
     write_json_atomic(directory / "journal.json", journal)
-    return directory
+    return SyntheticRun(directory, facts)
 
 
 def _write_samples(
