@@ -1,26 +1,38 @@
 """Long runs stay cheap: the fast paths give exactly what the plain definitions give.
 
 The SLI store, the SLO monitor and the run summary read only what each step needs (a
-window, the seconds a recovery looks at) instead of every kept sample. Each is checked
-here, on random sample streams (hypothesis), against a reference kept in this file: the
-plain definition, as the product computed it before, over every sample.
+window, the seconds a recovery looks at) instead of every kept sample; the report reads
+``sli.jsonl`` line by line and decodes only the histograms it shows. Each is checked here,
+on random sample streams (hypothesis), against a reference kept in this file: the plain
+definition, as the product computed it before, over every sample. Plots of long runs draw
+at most ``MAX_POINTS`` points per line and keep every step's worst second.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from matplotlib.figure import Figure
 
+from inoculate.model.errors import ReportInputError
 from inoculate.model.summary import RunSummary
+from inoculate.reports.model import build_run_report
+from inoculate.reports.plots import MAX_POINTS, _step, envelope, run_plots
+from inoculate.reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries, load_series
 from inoculate.session.summarize import STABLE_SECONDS, RunFacts, summarize
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
 from inoculate.steady_state.samples import (
     EndpointSecond,
     SliSample,
+    decode_histogram,
     encode_histogram,
     merge_samples,
     new_histogram,
@@ -36,6 +48,7 @@ from inoculate.steady_state.slo import (
     second_value,
 )
 from inoculate.steady_state.store import SliStore, last_judged_second
+from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 ENDPOINTS = ("a", "b")
 T0 = 1_000
@@ -348,3 +361,164 @@ def test_one_second_alone_is_what_per_second_values_gives(slo: Slo, raw) -> None
     for value in per_second_values(slo, samples):
         assert second_value(slo, samples, value.t) == value
         assert second_value(slo, [s for s in samples if s.t == value.t], value.t) == value
+
+
+# ----------------------------------------------------------------------------- report series
+
+
+def reference_figures(samples: Sequence[SliSample], endpoint: str | None, t: int):  # type: ignore[no-untyped-def]
+    """One second's counts and latency through hdrh's own API, all lines of it merged."""
+    histogram = new_histogram()
+    completed = 0
+    for sample in samples:
+        if sample.t != t:
+            continue
+        for name, part in sample.endpoints.items():
+            if endpoint is None or name == endpoint:
+                completed += part.completed
+                if part.hist:
+                    histogram.add(decode_histogram(part.hist))
+    if histogram.get_total_count() == 0:
+        return completed, None
+    return completed, [histogram.get_value_at_percentile(p) / 1000 for p in (50.0, 95.0, 99.0)]
+
+
+@settings(
+    deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stream=streams, wanted=st.sampled_from([None, ["a"], ["b", None], [None]]))
+def test_series_read_line_by_line_equal_hdrh_over_every_line_of_a_second(
+    tmp_path_factory: pytest.TempPathFactory, stream, wanted
+) -> None:  # type: ignore[no-untyped-def]
+    samples, t = [], T0
+    for kind, step, parts in stream:
+        if kind == "line":
+            t += step
+            samples.append(make_sample(t, parts))
+    path = tmp_path_factory.mktemp("series") / "sli.jsonl"
+    path.write_text("".join(sample.to_line() + "\n" for sample in samples) + '{"t": 5')
+    if not samples:
+        with pytest.raises(ReportInputError, match="no SLI sample"):
+            load_series(path)
+        return
+    series = load_series(path, thresholds_ms=(50.0,), latency_of=wanted)
+    everything = load_series(path, thresholds_ms=(50.0,))
+    assert list(series.t) == list(range(min(s.t for s in samples), max(s.t for s in samples) + 1))
+    assert series.latency_of == tuple(
+        e for e in (wanted or (*series.endpoints, None)) if e is None or e in series.endpoints
+    )
+    for selection in (*series.endpoints, None):
+        chosen, full = series.select(selection), everything.select(selection)
+        for i, second in enumerate(series.t):
+            completed, percentiles = reference_figures(samples, selection, int(second))
+            assert chosen.completed[i] == full.completed[i] == completed
+            if percentiles is None:
+                assert all(np.isnan(v[i]) for v in full.percentiles.values())
+            else:
+                assert [full.percentiles[p][i] for p in (50.0, 95.0, 99.0)] == percentiles
+            if selection not in series.latency_of:
+                assert chosen.percentiles == {}
+        if selection in series.latency_of:
+            for p, values in full.percentiles.items():
+                np.testing.assert_array_equal(chosen.percentiles[p], values)
+            np.testing.assert_array_equal(chosen.slow[50.0], full.slow[50.0])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+@given(
+    st.lists(st.one_of(st.floats(0, 1e6), st.just(float("nan"))), min_size=1, max_size=300),
+    st.integers(1, 50),
+)
+def test_an_envelope_keeps_every_steps_lowest_and_highest_second(values, max_points) -> None:  # type: ignore[no-untyped-def]
+    y = np.array(values)
+    x = np.arange(T0, T0 + len(values), dtype=float)
+    steps = envelope(x, y, max_points)
+    assert len(steps.x) <= max_points
+    assert len(steps.x) == len(steps.low) == len(steps.high)
+    for i, start in enumerate(steps.x):
+        chunk = [v for v in values[int(start) - T0 : int(start) - T0 + steps.seconds] if v == v]
+        if chunk:
+            assert (steps.low[i], steps.high[i]) == (min(chunk), max(chunk))
+        else:
+            assert np.isnan(steps.low[i]) and np.isnan(steps.high[i])
+    covered = [int(s) - T0 + k for s in steps.x for k in range(steps.seconds)]
+    assert covered[: len(values)] == list(range(len(values)))
+    if len(values) <= max_points:
+        assert steps.seconds == 1
+
+
+def _series(seconds: int, rng: np.random.Generator) -> SliSeries:
+    """Per-second series without histograms: a steady shop with one bad second."""
+
+    def endpoint(name: str) -> EndpointSeries:
+        completed = rng.poisson(500, seconds)
+        failures = np.zeros(seconds, dtype=np.int64)
+        failures[seconds // 3] = completed[seconds // 3]  # one second of errors only
+        latency = rng.uniform(10, 20, seconds)
+        latency[seconds // 2] = 5_000.0  # one slow second
+        completed[2 * seconds // 3] = 0  # one blackholed second
+        return EndpointSeries(
+            name, completed, completed, failures, {50.0: latency, 95.0: latency, 99.0: latency}
+        )
+
+    parts = {name: endpoint(name) for name in ("GET /products", "POST /orders")}
+    total = endpoint(ALL_ENDPOINTS)
+    return SliSeries(np.arange(T0, T0 + seconds), parts, total, latency_of=("GET /products",))
+
+
+def test_plots_of_a_long_run_draw_at_most_max_points_per_line(tmp_path: Path) -> None:
+    run = write_synthetic_run(
+        tmp_path / "run",
+        duration_s=12,
+        endpoints={"GET /products": Behaviour(rps=50)},
+        slos=[
+            {
+                "name": "browse",
+                "sli": "latency",
+                "endpoint": "GET /products",
+                "percentile": 95,
+                "threshold_ms": 100,
+            }
+        ],
+        faults=[SyntheticFault(4, 6, {"GET /products": Behaviour(rps=50, latency_ms=400)})],
+    )
+    seconds = 4 * 3600
+    report = replace(build_run_report(run), series=_series(seconds, np.random.default_rng(0)))
+    plots = run_plots(report)
+    assert [p.key for p in plots] == ["throughput", "error-rate", "latency-get-products"]
+    step = -(-seconds // MAX_POINTS)
+    for plot in plots:
+        assert f"one step per {step} s" in plot.title
+        vertices = [len(re.findall(r"[ML]", d)) for d in re.findall(r' d="([^"]+)"', plot.svg)]
+        assert max(vertices) <= MAX_POINTS  # a line of n points has n vertices
+
+
+def test_a_short_run_is_drawn_second_by_second(tmp_path: Path) -> None:
+    report = replace(
+        build_run_report(
+            write_synthetic_run(
+                tmp_path / "run",
+                duration_s=12,
+                endpoints={"GET /products": Behaviour(rps=50)},
+                slos=[{"name": "floor", "sli": "throughput", "min_rps": 10}],
+            )
+        ),
+        series=_series(MAX_POINTS, np.random.default_rng(1)),
+    )
+    for plot in run_plots(report):
+        assert "step" not in plot.title
+
+
+def test_a_one_second_spike_and_dip_survive_the_steps() -> None:
+    x = np.arange(4 * 3600, dtype=float)
+    y = np.full(x.size, 100.0)
+    y[7_777], y[9_999] = 5_000.0, 0.0
+    ax = Figure().add_subplot()
+    _step(ax, x, y, "p99", "high")
+    _step(ax, x, y, "throughput", "low")
+    high, low = (np.asarray(line.get_ydata()) for line in ax.lines)
+    assert len(high) == len(low) <= MAX_POINTS
+    assert high.max() == 5_000.0 and low.min() == 0.0
+    assert high.min() == low.max() == 100.0
