@@ -11,7 +11,7 @@ that behave one way normally and another while a fault is active.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from inoculate.model.files import write_json_atomic
+from inoculate.model.summary import RunSummary
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import EndpointSecond, SliSample, new_histogram
@@ -151,10 +152,12 @@ def build_synthetic_run(
     failed_rollbacks: Sequence[str] = (),
     seed: int = 0,
     t0: int = T0,
+    summarizer: Callable[[RunFacts], RunSummary] = summarize,
 ) -> SyntheticRun:
     """Write a complete run directory (verdicts from ``inoculate.session.summarize``).
 
-    The facts are returned too, so that a benchmark can time the summary on its own.
+    The facts are returned too, and ``summarizer`` computes the summary, so that a
+    benchmark can time it on its own.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -199,7 +202,7 @@ def build_synthetic_run(
             "system_at_end": {},
         },
     )
-    summary = summarize(facts).to_json()
+    summary = summarizer(facts).to_json()
     write_json_atomic(directory / "summary.json", summary)
     experiment = _experiment(directory, title, slos, faults, runbook)
     journal = _journal(experiment, faults, summary, t0, duration_s, failed_rollbacks)
