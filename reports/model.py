@@ -24,7 +24,12 @@ from inoculate.model.targets import target_words
 from inoculate.reports.outcomes import FaultOutcome, SloOutcome
 from inoculate.reports.run_data import RunData, activity_results, load_run
 from inoculate.reports.score import Score, ScoreInput, score_run, slo_credit
-from inoculate.reports.series import DEFAULT_PERCENTILES, SliSeries, load_series
+from inoculate.reports.series import (
+    DEFAULT_PERCENTILES,
+    SliSeries,
+    latency_selections,
+    load_series,
+)
 from inoculate.reports.trend import TrendPoint
 
 __all__ = ["RunReport", "SloView", "TrendPoint", "build_run_report", "slo_in_words"]
@@ -119,7 +124,8 @@ def build_run_report(
             float(s["percentile"]) for s in specs.values() if s.get("percentile")
         }
         thresholds = {float(s["threshold_ms"]) for s in specs.values() if s.get("threshold_ms")}
-        series = load_series(samples, percentiles, thresholds)
+        latency_of = latency_selections(specs.values())
+        series = load_series(samples, percentiles, thresholds, latency_of)
     try:
         score_in = score_input(run, series, specs)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -3,6 +3,14 @@
 Fault windows are shaded, SLO thresholds drawn, detection and recovery marked. Figures
 are built with matplotlib's object API (no pyplot, so no global figure state between
 runs) and written as SVG text that the HTML report embeds: no image file, no network.
+
+A line has at most ``MAX_POINTS`` points, whatever the run's length: a run longer than that
+many seconds is drawn in steps of several seconds (:func:`envelope` keeps each step's lowest
+and highest second). The line shows each step's worst second, the side that breaks an SLO:
+the lowest for throughput, the highest for error rate and latency, so a one-second dip or
+spike is never averaged away. The figure's caption says how many seconds a step spans.
+(Drawing the band from lowest to highest as well would triple the plots' SVG and double
+the time to draw them, for seconds that break nothing.)
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import matplotlib
 import numpy as np
@@ -20,7 +29,9 @@ from matplotlib.figure import Figure
 from inoculate.reports.model import RunReport, TrendPoint
 from inoculate.reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries
 
-__all__ = ["Plot", "run_plots", "trend_plot"]
+__all__ = ["MAX_POINTS", "Envelope", "Plot", "envelope", "run_plots", "trend_plot"]
+
+MAX_POINTS = 1000
 
 _FAULT = "#d62728"
 _DETECT = "#ff7f0e"
@@ -45,6 +56,33 @@ class Plot:
     svg: str
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """A per-second series in steps of ``seconds`` seconds: each step's lowest and highest
+    value (NaN seconds ignored; NaN when a step has no value at all)."""
+
+    seconds: int
+    x: np.ndarray  # the first second of each step
+    low: np.ndarray
+    high: np.ndarray
+
+
+def envelope(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> Envelope:
+    """``y`` (one value per ``x``, one per second) in at most ``max_points`` equal steps."""
+    n = len(y)
+    seconds = _step_seconds(n, max_points)
+    values = np.asarray(y, dtype=float)
+    if seconds == 1:
+        return Envelope(1, np.asarray(x), values, values)
+    steps = -(-n // seconds)
+    grid = np.full(steps * seconds, np.nan)
+    grid[:n] = values
+    grid = grid.reshape(steps, seconds)
+    # fmin/fmax skip NaN (a second without requests) unless the whole step is NaN.
+    low, high = np.fmin.reduce(grid, axis=1), np.fmax.reduce(grid, axis=1)
+    return Envelope(seconds, np.asarray(x)[::seconds], low, high)
+
+
 def run_plots(report: RunReport) -> list[Plot]:
     """Throughput, error rate and latency plots of a run (empty without SLI series)."""
     series = report.series
@@ -53,10 +91,11 @@ def run_plots(report: RunReport) -> list[Plot]:
     origin = report.method_window[0] if report.method_window else float(series.t[0])
     x = series.t.astype(float) - origin
     specs = [dict(v.spec) for v in report.slos]
+    step = _step_seconds(x.size)
     plots = [
         _plot(
             "throughput",
-            "Throughput (completed requests per second)",
+            "Throughput (completed requests per second)" + _step_note(step, "lowest"),
             report,
             x,
             origin,
@@ -64,14 +103,14 @@ def run_plots(report: RunReport) -> list[Plot]:
         ),
         _plot(
             "error-rate",
-            "Error rate (% of completed requests that failed)",
+            "Error rate (% of completed requests that failed)" + _step_note(step, "highest"),
             report,
             x,
             origin,
             lambda ax: _errors(ax, series, x, specs),
         ),
     ]
-    for endpoint in _latency_endpoints(series, specs):
+    for endpoint in series.latency_of:
         selected = series.select(endpoint)
         if selected is None:
             continue
@@ -79,7 +118,7 @@ def run_plots(report: RunReport) -> list[Plot]:
         plots.append(
             _plot(
                 f"latency-{_slug(name)}",
-                f"Latency p50 / p95 / p99 (ms): {name}",
+                f"Latency p50 / p95 / p99 (ms): {name}" + _step_note(step, "highest"),
                 report,
                 x,
                 origin,
@@ -163,15 +202,37 @@ def _mark_faults(ax: Axes, report: RunReport, origin: float) -> None:
         )
 
 
-def _step(ax: Axes, x: np.ndarray, y: np.ndarray, label: str, **style: object) -> None:
-    ax.plot(x, y, drawstyle="steps-post", linewidth=1.0, label=label, **style)
+def _step_seconds(n: int, max_points: int = MAX_POINTS) -> int:
+    return max(1, -(-n // max_points))
+
+
+def _step_note(seconds: int, side: str) -> str:
+    if seconds == 1:
+        return ""
+    return f"; one step per {seconds} s, drawn at its {side} second"
+
+
+def _step(
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    label: str,
+    worst: Literal["low", "high"],
+    **style: object,
+) -> None:
+    steps = envelope(x, y)
+    line = steps.low if worst == "low" else steps.high
+    # A second is drawn as a stair; a step of several seconds is narrower than a point of
+    # the figure, and a plain line draws it with half the SVG.
+    drawstyle = "steps-post" if steps.seconds == 1 else "default"
+    ax.plot(steps.x, line, drawstyle=drawstyle, linewidth=1.0, label=label, **style)
 
 
 def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
     for name, endpoint in series.endpoints.items():
-        _step(ax, x, endpoint.completed, name)
+        _step(ax, x, endpoint.completed, name, "low")
     if any(s.get("sli") == "throughput" and not s.get("endpoint") for s in specs):
-        _step(ax, x, series.total.completed, ALL_ENDPOINTS, color="black")
+        _step(ax, x, series.total.completed, ALL_ENDPOINTS, "low", color="black")
     for spec in specs:
         if spec.get("sli") == "throughput":
             _threshold(ax, float(spec["min_rps"]), f"SLO {spec['name']}: ≥ {spec['min_rps']:g}/s")
@@ -181,7 +242,7 @@ def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -
 
 def _errors(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
     for name, endpoint in series.endpoints.items():
-        _step(ax, x, endpoint.error_rate(), name)
+        _step(ax, x, endpoint.error_rate(), name, "high")
     for spec in specs:
         if spec.get("sli") == "availability":
             limit = 100.0 - float(spec["objective"])
@@ -198,7 +259,7 @@ def _latency(
         if percentile not in styles and not _slo_percentile(specs, endpoint, percentile):
             continue
         colour, line = styles.get(percentile, ("#8c564b", "-."))
-        _step(ax, x, values, f"p{percentile:g}", color=colour, linestyle=line)
+        _step(ax, x, values, f"p{percentile:g}", "high", color=colour, linestyle=line)
     for spec in specs:
         if spec.get("sli") == "latency" and spec.get("endpoint") == endpoint:
             label = f"SLO {spec['name']}: p{spec['percentile']:g} ≤ {spec['threshold_ms']:g} ms"
@@ -216,14 +277,6 @@ def _slo_percentile(specs: list[dict], endpoint: str | None, percentile: float) 
         and float(s.get("percentile", -1)) == percentile
         for s in specs
     )
-
-
-def _latency_endpoints(series: SliSeries, specs: list[dict]) -> list[str | None]:
-    wanted: list[str | None] = []
-    for spec in specs:
-        if spec.get("sli") == "latency" and spec.get("endpoint") not in wanted:
-            wanted.append(spec.get("endpoint"))
-    return wanted or [None]
 
 
 def _threshold(ax: Axes, value: float, label: str) -> None:

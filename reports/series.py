@@ -10,12 +10,18 @@ requests slower than each latency threshold, come from one cumulative sum of tha
 Definitions match ``inoculate.steady_state.slo`` exactly: a percentile is HdrHistogram's nearest
 rank, reported as the highest value of that rank's bucket; a request is slower than a
 threshold when its bucket reaches above the threshold.
+
+Long runs: the file is read line by line and each second is reduced to its few figures as
+soon as it is read, so memory follows the run's seconds, not the size of its histograms
+(a 4 h run's file is 54 MB). Histograms are decoded only for the selections whose latency
+the report shows (``latency_of``): decoding is most of the cost.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
@@ -34,7 +40,14 @@ from inoculate.steady_state.samples import (
     new_histogram,
 )
 
-__all__ = ["ALL_ENDPOINTS", "DEFAULT_PERCENTILES", "EndpointSeries", "SliSeries", "load_series"]
+__all__ = [
+    "ALL_ENDPOINTS",
+    "DEFAULT_PERCENTILES",
+    "EndpointSeries",
+    "SliSeries",
+    "latency_selections",
+    "load_series",
+]
 
 ALL_ENDPOINTS = "all endpoints"
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
@@ -68,6 +81,9 @@ class SliSeries:
     t: np.ndarray
     endpoints: Mapping[str, EndpointSeries]
     total: EndpointSeries
+    # The selections (an endpoint, or None for all endpoints) with latency figures, in the
+    # order they were asked for: the latency plots.
+    latency_of: tuple[str | None, ...] = ()
 
     def select(self, endpoint: str | None) -> EndpointSeries | None:
         """The series of ``endpoint``, or of all endpoints when it is None (None if unknown)."""
@@ -140,102 +156,217 @@ def _layout() -> _Layout:
     return _Layout(histogram.counts_len, highest, histogram)
 
 
+def latency_selections(specs: Iterable[Mapping[str, object]]) -> list[str | None]:
+    """The selections whose latency a report shows: the endpoint of each latency SLO, in
+    order (None: all endpoints together), or all endpoints together without a latency SLO."""
+    wanted: list[str | None] = []
+    for spec in specs:
+        endpoint = spec.get("endpoint")
+        if spec.get("sli") == "latency" and endpoint not in wanted:
+            wanted.append(endpoint if isinstance(endpoint, str) else None)
+    return wanted or [None]
+
+
 def load_series(
     path: Path,
     percentiles: Iterable[float] = DEFAULT_PERCENTILES,
     thresholds_ms: Iterable[float] = (),
+    latency_of: Iterable[str | None] | None = None,
 ) -> SliSeries:
     """Decode ``sli.jsonl`` into per-second series (raises :class:`ReportInputError`).
+
+    Latency percentiles and slow counts are computed for the selections in ``latency_of``
+    (an endpoint, or None for all endpoints together); when it is None, for every endpoint
+    and all of them together. Histograms of other endpoints are not decoded.
 
     A torn last line (a run killed mid-write) is ignored, as the SLI store does; any other
     malformed line is an error naming the line.
     """
-    percentiles = tuple(sorted(set(percentiles)))
-    thresholds = tuple(sorted(set(thresholds_ms)))
-    lines = _read_lines(Path(path))
-    if not lines:
-        raise ReportInputError(str(path), "no SLI sample in the file (expected one JSON line/s)")
-    seconds = sorted(lines)
-    t0, t1 = seconds[0], seconds[-1]
-    n = t1 - t0 + 1
-    names = list(dict.fromkeys(name for t in seconds for part in lines[t] for name in part))
-    per_endpoint = {name: _Accumulator(n, percentiles, thresholds) for name in names}
-    total = _Accumulator(n, percentiles, thresholds)
-    layout = _layout()
-    slow_index = [layout.first_slow_index(th) for th in thresholds]
-    for t in seconds:
+    path = Path(path)
+    decoder = _Decoder(
+        tuple(sorted(set(percentiles))),
+        tuple(sorted(set(thresholds_ms))),
+        None if latency_of is None else tuple(dict.fromkeys(latency_of)),
+    )
+    seconds: dict[int, _Second] = {}
+    for t, parts in _read_seconds(path):
         try:
-            _decode_second(t - t0, lines[t], per_endpoint, total, layout, slow_index)
+            seconds[t] = decoder.second(parts)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ReportInputError(str(path), f"second {t}: {exc}") from exc
-    return SliSeries(
-        t=np.arange(t0, t1 + 1, dtype=np.int64),
-        endpoints={name: acc.freeze(name) for name, acc in per_endpoint.items()},
-        total=total.freeze(ALL_ENDPOINTS),
-    )
+    if not seconds:
+        raise ReportInputError(str(path), "no SLI sample in the file (expected one JSON line/s)")
+    return decoder.series(seconds)
 
 
-def _read_lines(path: Path) -> dict[int, list[Mapping[str, Mapping[str, object]]]]:
+_Parts = list[Mapping[str, Mapping[str, object]]]
+
+
+def _read_seconds(path: Path) -> Iterator[tuple[int, _Parts]]:
+    """Each complete line's second, with what every line of that second says so far.
+
+    A second is written twice only when two load processes wrote it: its earlier lines are
+    then read again from the file, so that nothing is held for the seconds already read.
+    """
+    lines_of: dict[int, list[tuple[int, int]]] = {}  # second -> (offset, length) of its lines
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            offset = 0
+            for number, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
+                if not raw.endswith(b"\n"):
+                    break  # no newline: the writer was cut short mid-line
+                parsed = _parse(path, number, raw)
+                if parsed is None:
+                    continue
+                t, endpoints = parsed
+                earlier = lines_of.setdefault(t, [])
+                again = [os.pread(handle.fileno(), n, at) for at, n in earlier]
+                parts = [_parse(path, number, line)[1] for line in again]  # type: ignore[index]
+                earlier.append((start, len(raw)))
+                yield t, [*parts, endpoints]
     except FileNotFoundError as exc:
         raise ReportInputError(str(path), "no such file (expected the run's SLI samples)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ReportInputError(str(path), f"cannot read: {exc}") from exc
-    raw = text.split("\n")
-    if raw and raw[-1] == "":
-        raw.pop()
-    elif raw:
-        raw.pop()  # no trailing newline: the writer was cut short mid-line
-    by_second: dict[int, list[Mapping[str, Mapping[str, object]]]] = {}
-    for number, line in enumerate(raw, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            t = int(data["t"])
-            endpoints = data.get("endpoints", {})
-            if not isinstance(endpoints, dict):
-                raise TypeError("endpoints is not a mapping")
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise ReportInputError(
-                str(path),
-                f"line {number}: not an SLI sample ({exc}); expected "
-                '{"t": <unix second>, "endpoints": {...}}',
-            ) from exc
-        by_second.setdefault(t, []).append(endpoints)
-    return by_second
 
 
-def _decode_second(
-    i: int,
-    parts: list[Mapping[str, Mapping[str, object]]],
-    per_endpoint: Mapping[str, _Accumulator],
-    total: _Accumulator,
-    layout: _Layout,
-    slow_index: Sequence[int],
-) -> None:
-    everything: list[_Counts] = []
-    for name, acc in per_endpoint.items():
-        decoded: list[_Counts] = []
-        for part in parts:
-            second = part.get(name)
-            if not second:
-                continue
-            acc.started[i] += int(second.get("started", 0))  # type: ignore[call-overload]
-            acc.completed[i] += int(second.get("completed", 0))  # type: ignore[call-overload]
-            acc.failures[i] += int(second.get("failures", 0))  # type: ignore[call-overload]
-            counts = _decode_counts(str(second.get("hist", "")), layout)
-            if counts is not None:
-                decoded.append(counts)
-        if decoded:
-            merged = _merge(decoded)
-            _fill(acc, i, merged, layout, slow_index)
-            everything.append(merged)
-    for name in ("started", "completed", "failures"):
-        getattr(total, name)[i] = sum(int(getattr(a, name)[i]) for a in per_endpoint.values())
-    if everything:
-        _fill(total, i, _merge(everything), layout, slow_index)
+def _parse(
+    path: Path, number: int, raw: bytes
+) -> tuple[int, Mapping[str, Mapping[str, object]]] | None:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReportInputError(str(path), f"cannot read: {exc}") from exc
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+        t = int(data["t"])
+        endpoints = data.get("endpoints", {})
+        if not isinstance(endpoints, dict):
+            raise TypeError("endpoints is not a mapping")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ReportInputError(
+            str(path),
+            f"line {number}: not an SLI sample ({exc}); expected "
+            '{"t": <unix second>, "endpoints": {...}}',
+        ) from exc
+    return t, endpoints
+
+
+@dataclass(frozen=True)
+class _Second:
+    """One second, reduced: counts per endpoint (started, completed, failures), in order of
+    appearance, and the latency figures (percentiles in ms, slow counts) per selection."""
+
+    counts: Mapping[str, tuple[int, int, int]]
+    latency: Mapping[str | None, tuple[np.ndarray, np.ndarray]]
+
+
+class _Decoder:
+    """Reduces the lines of a second to a :class:`_Second`; assembles the series."""
+
+    def __init__(
+        self,
+        percentiles: tuple[float, ...],
+        thresholds: tuple[float, ...],
+        latency_of: tuple[str | None, ...] | None,  # None: every endpoint and all together
+    ) -> None:
+        self.percentiles = percentiles
+        self.thresholds = thresholds
+        self.latency_of = latency_of
+        self.layout = _layout()
+        self.slow_index = [self.layout.first_slow_index(th) for th in thresholds]
+
+    def wants(self, selection: str | None) -> bool:
+        return self.latency_of is None or selection in self.latency_of
+
+    def second(self, parts: _Parts) -> _Second:
+        everything: list[_Counts] = []
+        counts: dict[str, tuple[int, int, int]] = {}
+        latency: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+        for name in dict.fromkeys(name for part in parts for name in part):
+            decode = self.wants(name) or self.wants(None)
+            started = completed = failures = 0
+            decoded: list[_Counts] = []
+            for part in parts:
+                second = part.get(name)
+                if not second:
+                    continue
+                started += int(second.get("started", 0))  # type: ignore[call-overload]
+                completed += int(second.get("completed", 0))  # type: ignore[call-overload]
+                failures += int(second.get("failures", 0))  # type: ignore[call-overload]
+                if decode:
+                    histogram = _decode_counts(str(second.get("hist", "")), self.layout)
+                    if histogram is not None:
+                        decoded.append(histogram)
+            counts[name] = (started, completed, failures)
+            if decoded:
+                merged = _merge(decoded)
+                everything.append(merged)
+                if self.wants(name):
+                    self._figures(latency, name, merged)
+        if everything and self.wants(None):
+            self._figures(latency, None, _merge(everything))
+        return _Second(counts, latency)
+
+    def _figures(
+        self,
+        latency: dict[str | None, tuple[np.ndarray, np.ndarray]],
+        selection: str | None,
+        counts: _Counts,
+    ) -> None:
+        """The percentiles (ms) and slow counts of one merged histogram, if it has requests."""
+        cumulative = np.cumsum(counts.values)
+        requests = int(cumulative[-1]) if cumulative.size else 0
+        if requests <= 0:
+            return
+        lo, hi = counts.lo, counts.lo + len(counts.values)
+        values = np.full(len(self.percentiles), np.nan)
+        if self.percentiles:
+            # HdrHistogram's rank: int(p * total / 100 + 0.5), at least 1 (same float expression).
+            targets = [max(1, int(p * requests / 100 + 0.5)) for p in self.percentiles]
+            found = np.searchsorted(cumulative, targets, side="left")
+            values = self.layout.highest_us[lo + found] / 1000.0
+        slow = np.zeros(len(self.slow_index), dtype=np.int64)
+        for k, first in enumerate(self.slow_index):
+            if first <= lo:
+                slow[k] = requests
+            elif first < hi:
+                slow[k] = requests - int(cumulative[first - lo - 1])
+        latency[selection] = (values, slow)
+
+    def series(self, seconds: Mapping[int, _Second]) -> SliSeries:
+        order = sorted(seconds)
+        t0, n = order[0], order[-1] - order[0] + 1
+        names = list(dict.fromkeys(name for t in order for name in seconds[t].counts))
+        per_endpoint = {name: self._accumulator(n, name) for name in names}
+        total = self._accumulator(n, None)
+        for t in order:
+            i, second = t - t0, seconds[t]
+            for name, (started, completed, failures) in second.counts.items():
+                acc = per_endpoint[name]
+                acc.started[i], acc.completed[i], acc.failures[i] = started, completed, failures
+                total.started[i] += started
+                total.completed[i] += completed
+                total.failures[i] += failures
+            for selection, (values, slow) in second.latency.items():
+                acc = total if selection is None else per_endpoint[selection]
+                acc.values[:, i] = values
+                acc.slow[:, i] = slow
+        latency_of = (*names, None) if self.latency_of is None else self.latency_of
+        return SliSeries(
+            t=np.arange(t0, t0 + n, dtype=np.int64),
+            endpoints={name: acc.freeze(name) for name, acc in per_endpoint.items()},
+            total=total.freeze(ALL_ENDPOINTS),
+            latency_of=tuple(e for e in latency_of if e is None or e in per_endpoint),
+        )
+
+    def _accumulator(self, n: int, selection: str | None) -> _Accumulator:
+        if self.wants(selection):
+            return _Accumulator(n, self.percentiles, self.thresholds)
+        return _Accumulator(n, (), ())
 
 
 @dataclass(frozen=True)
@@ -293,23 +424,3 @@ def _normalised(encoded: str, layout: _Layout) -> _Counts | None:
     nonzero = np.flatnonzero(counts)
     lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
     return _Counts(lo, counts[lo:hi].astype(np.int64))
-
-
-def _fill(
-    acc: _Accumulator, i: int, counts: _Counts, layout: _Layout, slow_index: Sequence[int]
-) -> None:
-    cumulative = np.cumsum(counts.values)
-    requests = int(cumulative[-1]) if cumulative.size else 0
-    if requests <= 0:
-        return
-    lo, hi = counts.lo, counts.lo + len(counts.values)
-    if acc.percentiles:
-        # HdrHistogram's rank: int(p * total / 100 + 0.5), at least 1 (same float expression).
-        targets = [max(1, int(p * requests / 100 + 0.5)) for p in acc.percentiles]
-        found = np.searchsorted(cumulative, targets, side="left")
-        acc.values[:, i] = layout.highest_us[lo + found] / 1000.0
-    for k, first in enumerate(slow_index):
-        if first <= lo:
-            acc.slow[k, i] = requests
-        elif first < hi:
-            acc.slow[k, i] = requests - int(cumulative[first - lo - 1])

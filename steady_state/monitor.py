@@ -8,6 +8,11 @@ not count deviations seen during the method; this monitor is how we do.
 If the load stops producing samples (it died, or the store lags), seconds without samples
 are evaluated as zero traffic after a grace period, so silence reads as a breach, not as
 the last good window.
+
+A poll costs what its new seconds need, not what the store keeps: each second is judged
+from the samples of its SLO windows and the store's running count of requests in flight
+(:meth:`SliStore.recent`), which gives the verdicts ``evaluate_all`` gives over every kept
+sample. Hours of kept samples cost a poll no more than a minute of them.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from inoculate.steady_state.slo import Slo, SloVerdict, evaluate_all
-from inoculate.steady_state.store import SliStore, last_judged_second
+from inoculate.steady_state.slo import Slo, SloVerdict, evaluate_slo
+from inoculate.steady_state.store import RecentSamples, SliStore, last_judged_second
 
 __all__ = ["Evaluation", "SloMonitor"]
 
@@ -52,6 +57,7 @@ class SloMonitor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._slos = tuple(slos)
+        self._longest_window_s = max((slo.window_s for slo in self._slos), default=1)
         self._store = store
         self._on_evaluation = on_evaluation
         self._interval_s = interval_s
@@ -84,11 +90,14 @@ class SloMonitor:
     def poll(self) -> list[Evaluation]:
         """Evaluate the seconds that became available since the last poll."""
         self._store.refresh()
-        samples = self._store.samples()
-        due = self._due_seconds(samples[-1].t if samples else None)
+        first = self._store.latest_t() if self._last_t is None else self._last_t + 1
+        if first is None:
+            return []  # no traffic yet: nothing to judge
+        # Newer samples may arrive meanwhile: `recent` then holds more than needed, never less.
+        recent = self._store.recent(first - self._longest_window_s + 1)
         fresh = []
-        for t in due:
-            evaluation = Evaluation(t, self._clock(), tuple(evaluate_all(self._slos, samples, t)))
+        for t in self._due_seconds(recent.latest_t):
+            evaluation = Evaluation(t, self._clock(), self._evaluate(recent, t))
             fresh.append(evaluation)
             with self._lock:
                 self._evaluations.append(evaluation)
@@ -96,6 +105,17 @@ class SloMonitor:
             if self._on_evaluation is not None:
                 self._on_evaluation(evaluation)
         return fresh
+
+    def _evaluate(self, recent: RecentSamples, t: int) -> tuple[SloVerdict, ...]:
+        return tuple(
+            evaluate_slo(
+                slo,
+                recent.window(t, slo.window_s),
+                t,
+                in_flight=recent.in_flight(slo.endpoint, t),
+            )
+            for slo in self._slos
+        )
 
     def _due_seconds(self, latest: int | None) -> list[int]:
         if latest is None and self._last_t is None:

@@ -60,6 +60,7 @@ __all__ = [
     "parse_slos",
     "per_second_values",
     "requests_in_flight",
+    "second_value",
 ]
 
 NO_REQUESTS = "no requests in window"
@@ -262,8 +263,17 @@ class _Measure:
 # --------------------------------------------------------------------------- maths
 
 
-def evaluate_slo(slo: Slo, samples: Sequence[SliSample], end_t: int) -> SloVerdict:
-    """Evaluate ``slo`` over the window of ``slo.window_s`` seconds ending at ``end_t``."""
+def evaluate_slo(
+    slo: Slo, samples: Sequence[SliSample], end_t: int, in_flight: int | None = None
+) -> SloVerdict:
+    """Evaluate ``slo`` over the window of ``slo.window_s`` seconds ending at ``end_t``.
+
+    ``in_flight``: the requests in flight at ``end_t`` when the caller keeps count of them
+    (the monitor does), so that ``samples`` need only hold the window's seconds; otherwise
+    they are summed over ``samples`` (:func:`requests_in_flight`).
+    """
+    if in_flight is None:
+        in_flight = requests_in_flight(samples, slo.endpoint, end_t)
     window = _collect(samples, slo.endpoint, end_t - slo.window_s + 1, end_t)
     measure = _measure(slo, window)
     return SloVerdict(
@@ -282,7 +292,7 @@ def evaluate_slo(slo: Slo, samples: Sequence[SliSample], end_t: int) -> SloVerdi
         met=measure.met,
         burn_rate=measure.burn_rate,
         reason=measure.reason,
-        in_flight=requests_in_flight(samples, slo.endpoint, end_t),
+        in_flight=in_flight,
     )
 
 
@@ -302,11 +312,19 @@ def per_second_values(slo: Slo, samples: Sequence[SliSample]) -> list[SecondValu
     by_second: dict[int, list[SliSample]] = {}
     for sample in samples:
         by_second.setdefault(sample.t, []).append(sample)
-    values = []
-    for t in range(min(by_second), max(by_second) + 1):
-        measure = _measure(slo, _collect(by_second.get(t, ()), slo.endpoint, t, t))
-        values.append(SecondValue(t=t, value=measure.value, met=measure.met))
-    return values
+    return [
+        second_value(slo, by_second.get(t, ()), t)
+        for t in range(min(by_second), max(by_second) + 1)
+    ]
+
+
+def second_value(slo: Slo, samples: Iterable[SliSample], t: int) -> SecondValue:
+    """Return the SLI of ``slo`` over the single second ``t`` (other seconds' samples are ignored).
+
+    What :func:`per_second_values` gives for ``t``; for callers that need only some seconds.
+    """
+    measure = _measure(slo, _collect(samples, slo.endpoint, t, t))
+    return SecondValue(t=t, value=measure.value, met=measure.met)
 
 
 def requests_in_flight(samples: Iterable[SliSample], endpoint: str | None, end_t: int) -> int:

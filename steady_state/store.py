@@ -5,18 +5,32 @@ number of readers — in the same process or another one, such as a probe under 
 ``chaos run`` — call :meth:`SliStore.refresh` to pick up what was appended since. A reader
 may see the writer's last line half written: only complete lines (ending in a newline) are
 consumed, the rest is read again next time.
+
+The kept seconds are held in order (a sorted list beside the samples by second), so a window
+costs the seconds it covers, not the seconds kept: the monitor reads one every second of
+an hours-long run. Requests in flight are kept as running totals for the same reason.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from inoculate.steady_state.samples import SliSample, merge_samples
+from inoculate.steady_state.slo import requests_in_flight
 
-__all__ = ["DEFAULT_RETENTION_S", "STALE_AFTER_S", "SliStore", "last_judged_second"]
+__all__ = [
+    "DEFAULT_RETENTION_S",
+    "STALE_AFTER_S",
+    "RecentSamples",
+    "SliStore",
+    "last_judged_second",
+]
 
 DEFAULT_RETENTION_S = 3600
 # The merged sample of second t is normally in the store by t + 1.35 s. When the newest one
@@ -26,6 +40,34 @@ DEFAULT_RETENTION_S = 3600
 STALE_AFTER_S = 2.5
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecentSamples:
+    """One consistent read of the newest part of the store (see :meth:`SliStore.recent`)."""
+
+    start: int
+    latest_t: int | None
+    samples: list[SliSample]
+    in_flight_before: Mapping[str, int]
+
+    def in_flight(self, endpoint: str | None, end_t: int) -> int:
+        """Requests in flight at ``end_t`` (not before :attr:`start` - 1) over every kept
+        sample, as :func:`~inoculate.steady_state.slo.requests_in_flight` counts them."""
+        if end_t < self.start - 1:
+            raise ValueError(f"in flight asked at {end_t}, before the first second read")
+        if endpoint is None:
+            before = sum(self.in_flight_before.values())
+        else:
+            before = self.in_flight_before.get(endpoint, 0)
+        return before + requests_in_flight(self.samples, endpoint, end_t)
+
+    def window(self, end_t: int, seconds: int) -> list[SliSample]:
+        """The samples of ``[end_t - seconds + 1, end_t]``; the window must start at or
+        after :attr:`start`."""
+        if end_t - seconds + 1 < self.start:
+            raise ValueError(f"window starts before {self.start}, the first second read")
+        return _between(self.samples, end_t - seconds + 1, end_t)
 
 
 class SliStore:
@@ -45,6 +87,8 @@ class SliStore:
         self._lock = threading.Lock()
         self._offset = 0
         self._by_second: dict[int, SliSample] = {}
+        self._seconds: list[int] = []  # the keys of _by_second, in order
+        self._in_flight: dict[str, int] = {}  # per endpoint, over every kept sample
         self._latest_t: int | None = None
 
     def append(self, sample: SliSample) -> None:
@@ -65,7 +109,7 @@ class SliStore:
     def samples(self) -> list[SliSample]:
         """Return the samples in memory, oldest second first."""
         with self._lock:
-            return [self._by_second[t] for t in sorted(self._by_second)]
+            return [self._by_second[t] for t in self._seconds]
 
     def latest_t(self) -> int | None:
         """Return the newest second seen, or None before the first sample."""
@@ -74,9 +118,26 @@ class SliStore:
 
     def window(self, end_t: int, seconds: int) -> list[SliSample]:
         """Return the samples of ``[end_t - seconds + 1, end_t]`` in memory, oldest first."""
-        start = end_t - seconds + 1
         with self._lock:
-            return [self._by_second[t] for t in sorted(self._by_second) if start <= t <= end_t]
+            return self._between(end_t - seconds + 1, end_t)
+
+    def recent(self, start: int) -> RecentSamples:
+        """The samples in memory from second ``start`` on, the newest second, and the
+        requests in flight (started - completed) per endpoint summed over the kept samples
+        before ``start``: all read at one moment, in time proportional to what is returned."""
+        with self._lock:
+            newer = self._seconds[bisect.bisect_left(self._seconds, start) :]
+            samples = [self._by_second[t] for t in newer]
+            before = dict(self._in_flight)
+            for sample in samples:
+                for name in sample.endpoints:
+                    before[name] -= _in_flight(sample, name)
+            return RecentSamples(start, self._latest_t, samples, before)
+
+    def _between(self, start: int, end: int) -> list[SliSample]:
+        first = bisect.bisect_left(self._seconds, start)
+        last = bisect.bisect_right(self._seconds, end)
+        return [self._by_second[t] for t in self._seconds[first:last]]
 
     def _read_new_lines(self) -> list[SliSample]:
         try:
@@ -108,9 +169,13 @@ class SliStore:
 
     def _keep(self, sample: SliSample) -> None:
         previous = self._by_second.get(sample.t)
-        if previous is not None:
+        if previous is None:
+            bisect.insort(self._seconds, sample.t)  # at the end, unless a line came late
+        else:
+            self._count_in_flight(previous, -1)
             sample = merge_samples([previous, sample])[0]
         self._by_second[sample.t] = sample
+        self._count_in_flight(sample, +1)
         if self._latest_t is None or sample.t > self._latest_t:
             self._latest_t = sample.t
 
@@ -118,8 +183,27 @@ class SliStore:
         if self._latest_t is None:
             return
         cutoff = self._latest_t - self.retention_s
-        for t in [t for t in self._by_second if t <= cutoff]:
-            del self._by_second[t]
+        old = bisect.bisect_right(self._seconds, cutoff)
+        for t in self._seconds[:old]:
+            self._count_in_flight(self._by_second.pop(t), -1)
+        del self._seconds[:old]
+
+    def _count_in_flight(self, sample: SliSample, sign: int) -> None:
+        for name in sample.endpoints:
+            self._in_flight[name] = self._in_flight.get(name, 0) + sign * _in_flight(sample, name)
+
+
+def _in_flight(sample: SliSample, endpoint: str) -> int:
+    return requests_in_flight((sample,), endpoint, sample.t)
+
+
+def _between(samples: list[SliSample], start: int, end: int) -> list[SliSample]:
+    first = bisect.bisect_left(samples, start, key=_second)
+    return samples[first : bisect.bisect_right(samples, end, key=_second)]
+
+
+def _second(sample: SliSample) -> int:
+    return sample.t
 
 
 def last_judged_second(latest_t: int | None, now: float) -> int:

@@ -11,7 +11,7 @@ that behave one way normally and another while a fault is active.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +20,20 @@ from typing import Any
 import numpy as np
 
 from inoculate.model.files import write_json_atomic
+from inoculate.model.summary import RunSummary
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import EndpointSecond, SliSample, new_histogram
 from inoculate.steady_state.slo import evaluate_all, parse_slos
 
-__all__ = ["Behaviour", "SyntheticFault", "encode_latencies", "write_synthetic_run"]
+__all__ = [
+    "Behaviour",
+    "SyntheticFault",
+    "SyntheticRun",
+    "build_synthetic_run",
+    "encode_latencies",
+    "write_synthetic_run",
+]
 
 T0 = 1_700_000_000
 
@@ -115,7 +123,20 @@ class _Verdicts:
     after: bool | None
 
 
-def write_synthetic_run(
+@dataclass(frozen=True)
+class SyntheticRun:
+    """A written run directory and the facts its summary was computed from."""
+
+    directory: Path
+    facts: RunFacts
+
+
+def write_synthetic_run(directory: Path, **profile: Any) -> Path:
+    """Write a complete run directory; return it (see :func:`build_synthetic_run`)."""
+    return build_synthetic_run(directory, **profile).directory
+
+
+def build_synthetic_run(
     directory: Path,
     *,
     title: str = "Synthetic experiment",
@@ -131,8 +152,13 @@ def write_synthetic_run(
     failed_rollbacks: Sequence[str] = (),
     seed: int = 0,
     t0: int = T0,
-) -> Path:
-    """Write a complete run directory; return it (verdicts from ``inoculate.session.summarize``)."""
+    summarizer: Callable[[RunFacts], RunSummary] = summarize,
+) -> SyntheticRun:
+    """Write a complete run directory (verdicts from ``inoculate.session.summarize``).
+
+    The facts are returned too, and ``summarizer`` computes the summary, so that a
+    benchmark can time it on its own.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     samples = _write_samples(directory, duration_s, endpoints, faults, seed, t0)
@@ -176,12 +202,12 @@ def write_synthetic_run(
             "system_at_end": {},
         },
     )
-    summary = summarize(facts).to_json()
+    summary = summarizer(facts).to_json()
     write_json_atomic(directory / "summary.json", summary)
     experiment = _experiment(directory, title, slos, faults, runbook)
     journal = _journal(experiment, faults, summary, t0, duration_s, failed_rollbacks)
     write_json_atomic(directory / "journal.json", journal)
-    return directory
+    return SyntheticRun(directory, facts)
 
 
 def _write_samples(

@@ -10,12 +10,18 @@ Definitions (they are also in README):
   second by second (a one-second window, so recovery is not smeared by the SLO window)
   for ``STABLE_SECONDS`` consecutive seconds. Measured from the rollback that reverted the
   fault, or — when the system healed itself before any rollback — from the injection.
+
+A summary costs time linear in the run's length, however many faults it had: each fault's
+detection is a binary search among the breaches, and each second's one-second SLI is
+computed at most once per SLO, only for the seconds some fault's recovery looks at.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from inoculate.model.journal import verdict_in_words
@@ -23,7 +29,7 @@ from inoculate.model.summary import RunSummary, SloSummary, value_text
 from inoculate.model.verdict import VerdictFacts, judge
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import SliSample
-from inoculate.steady_state.slo import Slo, per_second_values
+from inoculate.steady_state.slo import Slo, second_value
 
 __all__ = ["STABLE_SECONDS", "RunFacts", "summarize"]
 
@@ -60,7 +66,12 @@ class RunFacts:
 def summarize(facts: RunFacts) -> RunSummary:
     """Return the run's summary: status, reasons, per-SLO verdicts and fault windows."""
     slo_reports = [SloSummary.model_validate(_slo_report(slo, facts)) for slo in facts.slos]
-    faults = [_fault_report(window, facts) for window in _fault_windows(facts.fault_events)]
+    breaches = _Breaches(facts.evaluations)
+    recovery = _Recovery(facts.samples)
+    faults = [
+        _fault_report(window, facts, breaches, recovery)
+        for window in _fault_windows(facts.fault_events)
+    ]
     not_restored = [
         f"{f['description'] or f['kind']} ({f['restored_detail']})"
         for f in faults
@@ -165,12 +176,73 @@ def _fault_windows(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(windows.values(), key=lambda w: w["injected_at"])
 
 
-def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
+class _Breaches:
+    """The evaluations that saw a breach, searchable by second."""
+
+    def __init__(self, evaluations: Sequence[Evaluation]) -> None:
+        self._breached = [e for e in evaluations if e.breached]
+        # The first breach (in the evaluations' order) whose second ends after a moment is
+        # the first whose running maximum of ends passes it, and running maxima are sorted.
+        self._ends = list(accumulate((e.t + 1 for e in self._breached), max))
+
+    def first_after(self, at: float) -> Evaluation | None:
+        """The first breached evaluation whose second ends after ``at`` (``t + 1 > at``)."""
+        i = bisect.bisect_right(self._ends, at)
+        return self._breached[i] if i < len(self._breached) else None
+
+
+class _Recovery:
+    """When breached SLOs are back: ``STABLE_SECONDS`` consecutive seconds met, one second
+    judged at a time (``per_second_values``), from the first sample to the last."""
+
+    def __init__(self, samples: Sequence[SliSample]) -> None:
+        self._by_second: dict[int, list[SliSample]] = {}
+        for sample in samples:
+            self._by_second.setdefault(sample.t, []).append(sample)
+        self._last = max(self._by_second, default=None)
+        self._first = min(self._by_second, default=None)
+        self._met: dict[tuple[Slo, int], bool] = {}
+        # Per set of SLOs, the last answer and the second its search began: a later search
+        # that begins before that answer has the same one, so no second is scanned twice.
+        self._answers: dict[frozenset[Slo], tuple[int, int | None]] = {}
+
+    def recovered_at(self, slos: Sequence[Slo], since: int) -> int | None:
+        """The first second from ``since`` on that starts a stable streak of every SLO."""
+        if self._first is None or self._last is None or not slos:
+            return None
+        key = frozenset(slos)
+        known = self._answers.get(key)
+        if known is not None and known[0] <= since and (known[1] is None or since <= known[1]):
+            return known[1]
+        answer = self._search(slos, max(since, self._first))
+        self._answers[key] = (since, answer)
+        return answer
+
+    def _search(self, slos: Sequence[Slo], start: int) -> int | None:
+        streak_start, streak = None, 0
+        for t in range(start, self._last + 1):
+            if all(self._is_met(slo, t) for slo in slos):
+                streak_start = t if streak == 0 else streak_start
+                streak += 1
+                if streak >= STABLE_SECONDS:
+                    return streak_start
+            else:
+                streak = 0
+        return None
+
+    def _is_met(self, slo: Slo, t: int) -> bool:
+        met = self._met.get((slo, t))
+        if met is None:
+            met = second_value(slo, self._by_second.get(t, ()), t).met
+            self._met[(slo, t)] = met
+        return met
+
+
+def _fault_report(
+    window: dict[str, Any], facts: RunFacts, breaches: _Breaches, recovery: _Recovery
+) -> dict[str, Any]:
     injected, reverted = window["injected_at"], window["reverted_at"]
-    detection = next(
-        (e for e in facts.evaluations if e.t + 1 > injected and e.breached),
-        None,
-    )
+    detection = breaches.first_after(injected)
     report = {
         **window,
         "detected": detection is not None,
@@ -190,7 +262,7 @@ def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
     names = {v.name for v in detection.breached}
     report["time_to_detect_s"] = round(max(0.0, detection.seen_at - injected), 3)
     report["detected_by"] = sorted(names)
-    back = _recovered_at([s for s in facts.slos if s.name in names], facts.samples, detection.t)
+    back = recovery.recovered_at([s for s in facts.slos if s.name in names], detection.t)
     if back is None:
         # Never back within objective — or not measured, when the run ended before enough
         # seconds after the fault's end were sampled to tell.
@@ -208,24 +280,6 @@ def _fault_report(window: dict[str, Any], facts: RunFacts) -> dict[str, Any]:
     if facts.recovery_objective_s is not None:
         report["recovery_objective_met"] = report["time_to_recover_s"] <= facts.recovery_objective_s
     return report
-
-
-def _recovered_at(slos: Sequence[Slo], samples: Sequence[SliSample], since: int) -> int | None:
-    seconds: dict[int, bool] = {}
-    for slo in slos:
-        for value in per_second_values(slo, samples):
-            if value.t >= since:
-                seconds[value.t] = seconds.get(value.t, True) and value.met
-    streak_start, streak = None, 0
-    for t in sorted(seconds):
-        if seconds[t]:
-            streak_start = t if streak == 0 else streak_start
-            streak += 1
-            if streak >= STABLE_SECONDS:
-                return streak_start
-        else:
-            streak = 0
-    return None
 
 
 def _intervals(seconds: Sequence[int]) -> list[dict[str, int]]:
