@@ -142,7 +142,7 @@ def _bomb_in_block() -> bytes:
 
 def _large_yaml() -> bytes:
     filler = "".join(f"  key{i}: [{i}, {i + 1}, {i + 2}, 'value {i}']\n" for i in range(60_000))
-    return BASE.read_text().replace("configuration:\n", "configuration:\n" + filler, 1).encode()
+    return (BASE.read_text() + "configuration:\n" + filler).encode()
 
 
 def _large_json() -> bytes:
@@ -355,7 +355,7 @@ def test_the_demo_experiments_still_validate() -> None:
 
 def test_references_to_declared_values_secrets_and_runtime_keys_are_fine(demo: Path) -> None:
     experiment = _base()
-    experiment["configuration"]["service_name"] = "catalog"
+    experiment["configuration"] = {"service_name": "catalog"}
     experiment["secrets"] = {"shop": {"signal_name": "SIGKILL"}}
     experiment["method"][0]["provider"]["arguments"] = {
         "service": "${service_name}",

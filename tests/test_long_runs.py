@@ -149,6 +149,8 @@ def reference_faults(facts: RunFacts) -> list[dict]:  # type: ignore[type-arg]
             "time_to_recover_s": None,
             "recovery_objective_s": facts.recovery_objective_s,
             "recovery_objective_met": None,
+            "restored": None,  # no rollback check in these facts
+            "restored_detail": "not checked",
         }
         if detection is not None:
             names = {v.name for v in detection.breached}
@@ -157,6 +159,13 @@ def reference_faults(facts: RunFacts) -> list[dict]:  # type: ignore[type-arg]
             chosen = [s for s in facts.slos if s.name in names]
             back = reference_recovered_at(chosen, facts.samples, detection.t)
             report["recovered"] = back is not None
+            if back is None:
+                # Not measured (None) when the run ended before enough seconds after the
+                # fault's end were sampled to tell; else never back (False).
+                end = reverted if reverted is not None else injected
+                last = facts.samples[-1].t if facts.samples else None
+                unmeasured = last is None or last < end + STABLE_SECONDS
+                report["recovered"] = None if unmeasured else False
             if back is not None:
                 by_rollback = reverted is not None and reverted < back + 1
                 reference = reverted if by_rollback else injected
