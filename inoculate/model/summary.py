@@ -9,6 +9,9 @@ rules (:mod:`inoculate.model.verdict`).
 
 Fields keep their version-1 names. Since version 2 a fault carries its stable ``kind``
 (``process:kill``); ``fault`` holds the same value (it held a module path in version 1).
+Since issue 9 each SLO says which load model measured it (``load_model``) and the summary
+describes the load (``load``: model, rate or users, dropped arrivals); both are absent
+(None) in older summaries and in summaries derived from plain journals.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "FaultSummary",
     "FirstBreach",
     "Hypothesis",
+    "LoadSummary",
     "MethodWindow",
     "RunSummary",
     "SloSummary",
@@ -77,6 +81,7 @@ class SloSummary(_Part):
     breaches: list[BreachInterval] = Field(default_factory=list)
     worst_during_method: float | None = None
     first_breach: FirstBreach | None = None
+    load_model: str | None = None  # "open" or "closed": the load that measured this SLO
 
 
 class FaultSummary(_Part):
@@ -106,6 +111,47 @@ class FaultSummary(_Part):
         if isinstance(data, Mapping) and not data.get("kind") and data.get("fault"):
             return {**data, "kind": normalize_kind(str(data["fault"]))}
         return data
+
+
+class LoadSummary(_Part):
+    """The load that measured the SLOs, and what it could not send."""
+
+    model: str = "closed"
+    users: int | None = None
+    rate_rps: float | None = None
+    max_in_flight: int | None = None
+    # Closed model: the declared expected interval (None: derived from the users' wait time
+    # inside Locust; 0: no coordinated-omission correction).
+    expected_interval_ms: float | None = None
+    dropped_arrivals: int = 0
+    dropped_arrivals_during_method: int = 0
+
+    @property
+    def description(self) -> str:
+        """The load in words, for reports."""
+        if self.model == "open":
+            bound = f", at most {self.max_in_flight} in flight" if self.max_in_flight else ""
+            text = f"open model: {self.rate_rps:g} arrivals per second whatever the answers{bound}"
+            if self.dropped_arrivals:
+                text += (
+                    f"; {self.dropped_arrivals} arrivals dropped at that bound "
+                    f"({self.dropped_arrivals_during_method} during the method)"
+                )
+            return text
+        users = f"{self.users} users" if self.users is not None else "users"
+        if self.expected_interval_ms == 0:
+            correction = "latencies not corrected for coordinated omission"
+        elif self.expected_interval_ms is None:
+            correction = (
+                "latencies corrected for coordinated omission (expected interval: the "
+                "users' wait time)"
+            )
+        else:
+            correction = (
+                "latencies corrected for coordinated omission (expected interval "
+                f"{self.expected_interval_ms:g} ms)"
+            )
+        return f"closed model: {users} waiting for their answers; {correction}"
 
 
 class Hypothesis(_Part):
@@ -145,6 +191,7 @@ class RunSummary(_Part):
     reverted_by_safety_net: list[dict[str, Any]] = Field(default_factory=list)
     runbook: str | None = None
     system_at_end: dict[str, str] = Field(default_factory=dict)
+    load: LoadSummary | None = None
 
     @property
     def method_window(self) -> tuple[float, float] | None:

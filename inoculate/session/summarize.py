@@ -49,6 +49,8 @@ class RunFacts:
     journal_status: str | None = None
     recovery_objective_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The load section's description (LoadSummary fields but the counts), None without load.
+    load: Mapping[str, Any] | None = None
 
 
 def summarize(facts: RunFacts) -> RunSummary:
@@ -81,6 +83,7 @@ def summarize(facts: RunFacts) -> RunSummary:
             "failed_activities": list(facts.failed_activities),
             "failed_rollbacks": list(facts.failed_rollbacks),
             "faults_left": list(facts.faults_left),
+            "load": _load_report(facts),
             **facts.extra,
         }
     )
@@ -110,6 +113,7 @@ def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
         "breaches": _intervals([e.t for e, _ in breaches]),
         "worst_during_method": _worst(slo, method_values),
         "first_breach": None,
+        "load_model": facts.load["model"] if facts.load else None,
     }
     if in_method:
         evaluation, verdict = in_method[0]
@@ -229,3 +233,17 @@ def _window_json(window: tuple[float, float] | None) -> dict[str, float] | None:
     if window is None:
         return None
     return {"started_at": window[0], "ended_at": window[1]}
+
+
+def _load_report(facts: RunFacts) -> dict[str, Any] | None:
+    """The load's description and the open model's dropped arrivals (whole run, method)."""
+    if facts.load is None:
+        return None
+    dropped = [(s.t, s.dropped_arrivals) for s in facts.samples if s.dropped_arrivals]
+    return {
+        **facts.load,
+        "dropped_arrivals": sum(n for _, n in dropped),
+        "dropped_arrivals_during_method": sum(
+            n for t, n in dropped if _in_method(t, facts.method_window)
+        ),
+    }
