@@ -56,7 +56,7 @@ def run_plots(report: RunReport) -> list[Plot]:
     plots = [
         _plot(
             "throughput",
-            "Throughput (completed requests per second)",
+            "Throughput (answered requests per second: successful solid, failed dashed)",
             report,
             x,
             origin,
@@ -168,13 +168,34 @@ def _step(ax: Axes, x: np.ndarray, y: np.ndarray, label: str, **style: object) -
 
 
 def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
-    for name, endpoint in series.endpoints.items():
-        _step(ax, x, endpoint.completed, name)
+    # Successful and failed answers apart: a fast 502 outage is no throughput at all.
+    shown = list(series.endpoints.items())
     if any(s.get("sli") == "throughput" and not s.get("endpoint") for s in specs):
-        _step(ax, x, series.total.completed, ALL_ENDPOINTS, color="black")
+        shown.append((ALL_ENDPOINTS, series.total))
+    for name, endpoint in shown:
+        colour = "black" if endpoint is series.total else None
+        [line] = ax.plot(
+            x,
+            endpoint.completed - endpoint.failures,
+            drawstyle="steps-post",
+            linewidth=1.0,
+            label=name,
+            color=colour,
+        )
+        if endpoint.failures.any():
+            _step(
+                ax,
+                x,
+                endpoint.failures,
+                f"{name} failed",
+                color=line.get_color(),
+                linestyle="--",
+            )
     for spec in specs:
         if spec.get("sli") == "throughput":
-            _threshold(ax, float(spec["min_rps"]), f"SLO {spec['name']}: ≥ {spec['min_rps']:g}/s")
+            counted = "answered" if spec.get("count") == "all" else "successful"
+            label = f"SLO {spec['name']}: ≥ {spec['min_rps']:g} {counted}/s"
+            _threshold(ax, float(spec["min_rps"]), label)
     ax.set_ylabel("req/s")
     ax.set_ylim(bottom=0)
 

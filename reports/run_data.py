@@ -134,7 +134,8 @@ def _read_document(path: Path, what: str) -> Any:
     except InputFileError as exc:
         raise ReportInputError(str(path), f"the {what} {exc.problem}") from exc
     except json.JSONDecodeError as exc:
-        at_end = exc.pos >= len(text.rstrip()) - 1
+        # A string left open runs to the end of the text: the document was cut inside it.
+        at_end = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
         kind = "truncated" if at_end else "not valid JSON"
         raise ReportInputError(
             str(path),

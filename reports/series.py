@@ -37,6 +37,7 @@ from inoculate.steady_state.samples import (
 __all__ = ["ALL_ENDPOINTS", "DEFAULT_PERCENTILES", "EndpointSeries", "SliSeries", "load_series"]
 
 ALL_ENDPOINTS = "all endpoints"
+_COUNTS_SINCE_ISSUE_9 = ("stalled", "late", "late_failures")
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 
 
@@ -46,6 +47,8 @@ class EndpointSeries:
 
     Latency percentiles are in milliseconds (NaN in a second without completions);
     ``slow[threshold_ms]`` counts the completed requests slower than that threshold.
+    ``stalled``, ``late`` and ``late_failures`` are the samples' fields of those names (zero
+    in samples written before they existed).
     """
 
     name: str
@@ -54,6 +57,9 @@ class EndpointSeries:
     failures: np.ndarray
     percentiles: Mapping[float, np.ndarray]
     slow: Mapping[float, np.ndarray] = field(default_factory=dict)
+    stalled: np.ndarray | None = None
+    late: np.ndarray | None = None
+    late_failures: np.ndarray | None = None
 
     def error_rate(self) -> np.ndarray:
         """Failed / completed requests, in percent (NaN in a second without completions)."""
@@ -88,6 +94,9 @@ class _Accumulator:
     started: np.ndarray = field(init=False)
     completed: np.ndarray = field(init=False)
     failures: np.ndarray = field(init=False)
+    stalled: np.ndarray = field(init=False)
+    late: np.ndarray = field(init=False)
+    late_failures: np.ndarray = field(init=False)
     values: np.ndarray = field(init=False)
     slow: np.ndarray = field(init=False)
 
@@ -95,6 +104,9 @@ class _Accumulator:
         self.started = np.zeros(self.n, dtype=np.int64)
         self.completed = np.zeros(self.n, dtype=np.int64)
         self.failures = np.zeros(self.n, dtype=np.int64)
+        self.stalled = np.zeros(self.n, dtype=np.int64)
+        self.late = np.zeros(self.n, dtype=np.int64)
+        self.late_failures = np.zeros(self.n, dtype=np.int64)
         self.values = np.full((len(self.percentiles), self.n), np.nan)
         self.slow = np.zeros((len(self.thresholds), self.n), dtype=np.int64)
 
@@ -106,6 +118,9 @@ class _Accumulator:
             failures=self.failures,
             percentiles={p: self.values[i] for i, p in enumerate(self.percentiles)},
             slow={th: self.slow[i] for i, th in enumerate(self.thresholds)},
+            stalled=self.stalled,
+            late=self.late,
+            late_failures=self.late_failures,
         )
 
 
@@ -225,6 +240,8 @@ def _decode_second(
             acc.started[i] += int(second.get("started", 0))  # type: ignore[call-overload]
             acc.completed[i] += int(second.get("completed", 0))  # type: ignore[call-overload]
             acc.failures[i] += int(second.get("failures", 0))  # type: ignore[call-overload]
+            for name in _COUNTS_SINCE_ISSUE_9:
+                getattr(acc, name)[i] += int(second.get(name, 0))  # type: ignore[call-overload]
             counts = _decode_counts(str(second.get("hist", "")), layout)
             if counts is not None:
                 decoded.append(counts)
@@ -232,7 +249,7 @@ def _decode_second(
             merged = _merge(decoded)
             _fill(acc, i, merged, layout, slow_index)
             everything.append(merged)
-    for name in ("started", "completed", "failures"):
+    for name in ("started", "completed", "failures", *_COUNTS_SINCE_ISSUE_9):
         getattr(total, name)[i] = sum(int(getattr(a, name)[i]) for a in per_endpoint.values())
     if everything:
         _fill(total, i, _merge(everything), layout, slow_index)
