@@ -18,9 +18,12 @@ never an average of per-second figures. (The sample fields are defined in
     answer is ``late`` and availability leaves it out (throughput and latency count it).
 
   So valid = (completed - late) + stalled and good = (completed - late) - (failures -
-  late_failures). A blackholed endpoint under the open load model shows in the first whole
-  second without an answer, not when client timeouts turn into failures. (Under the closed
-  model a stuck user starts nothing, so its seconds do not stall: the latency SLO sees it.)
+  late_failures). The load decides which requests stalled when it writes the second (it
+  alone knows which were still unanswered then). A blackholed endpoint under the open load
+  model counts against availability in the first whole second without an answer, not
+  when client timeouts turn into failures. (Under the closed model a stuck user starts
+  nothing, so its seconds do not stall: the latency SLO sees it. An endpoint started fewer
+  than 5 times a second never stalls: give it a latency SLO.)
 - **latency** = the ``percentile``-th latency of the merged window histogram plus the
   requests **still in flight past the threshold** at the end of the window (the part above
   ``threshold_ms`` of the ``overdue`` histogram of the window's last second, each at its
@@ -47,7 +50,7 @@ threshold, the rule the percentile follows too, so "latency <= threshold" and "b
 agree up to the rounding of the percentile's rank. Objectives are compared in exact decimal
 arithmetic (99.9 means 999/10), so an SLI exactly at its objective is met and burns at 1.0.
 Under the closed load model with coordinated-omission correction, the histograms and the
-overdue counts include the requests a waiting user did not send, so a latency verdict's
+``overdue`` ages include the requests a waiting user did not send, so a latency verdict's
 ``requests`` counts them too.
 """
 
