@@ -457,9 +457,10 @@ def test_the_open_model_keeps_arriving_while_the_service_hangs(
     assert min(h.get_min_value() for h in ages) >= 300_000
     # Two seconds after they started they time out: failures, and late ones for the
     # requests that stalled (already judged, so availability counts them once).
-    timeouts = by_second[hung_second + 2]
-    assert total(timeouts, "failures") >= total(hung, "started") - 5
-    assert total(timeouts, "late") == total(hung, "stalled")
+    # (Under a loaded machine a few may time out a second later.)
+    timeouts = [by_second[hung_second + 2], by_second[hung_second + 3]]
+    assert sum(total(s, "failures") for s in timeouts) >= total(hung, "started") - 5
+    assert sum(total(s, "late") for s in timeouts) == total(hung, "stalled")
 
 
 def test_the_closed_model_corrects_for_coordinated_omission(
