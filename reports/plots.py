@@ -168,29 +168,18 @@ def _step(ax: Axes, x: np.ndarray, y: np.ndarray, label: str, **style: object) -
 
 
 def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
-    # Successful and failed answers apart: a fast 502 outage is no throughput at all.
-    shown = list(series.endpoints.items())
+    # Successful and failed answers apart (same colour, failed dashed): a fast 502 outage
+    # is no throughput at all.
+    shown = [
+        (name, endpoint, f"C{k % 10}")
+        for k, (name, endpoint) in enumerate(series.endpoints.items())
+    ]
     if any(s.get("sli") == "throughput" and not s.get("endpoint") for s in specs):
-        shown.append((ALL_ENDPOINTS, series.total))
-    for name, endpoint in shown:
-        colour = "black" if endpoint is series.total else None
-        [line] = ax.plot(
-            x,
-            endpoint.completed - endpoint.failures,
-            drawstyle="steps-post",
-            linewidth=1.0,
-            label=name,
-            color=colour,
-        )
+        shown.append((ALL_ENDPOINTS, series.total, "black"))
+    for name, endpoint, colour in shown:
+        _step(ax, x, endpoint.completed - endpoint.failures, name, color=colour)
         if endpoint.failures.any():
-            _step(
-                ax,
-                x,
-                endpoint.failures,
-                f"{name} failed",
-                color=line.get_color(),
-                linestyle="--",
-            )
+            _step(ax, x, endpoint.failures, f"{name} failed", color=colour, linestyle="--")
     for spec in specs:
         if spec.get("sli") == "throughput":
             counted = "answered" if spec.get("count") == "all" else "successful"
