@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from inoculate.model.summary import FaultSummary
+from inoculate.model.summary import FaultSummary, LoadSummary
 from inoculate.reports.model import RunReport, TrendPoint
 from inoculate.reports.suite import SuiteReport
 
@@ -95,6 +95,7 @@ def run_document(report: RunReport, files: Mapping[str, str] | None = None) -> d
         "faults": [_fault(fault) for fault in report.faults],
         "trend": [_point(point) for point in report.trend],
         "runbook": report.summary.runbook,
+        "load": _load(report.summary.load),
         "files": dict(files or {}),
     }
 
@@ -124,7 +125,14 @@ def _slo(view: Any) -> dict[str, Any]:
         "budget_consumed": outcome.budget_consumed,
         "worst": outcome.worst,
         "first_breach": first,
+        "load_model": outcome.load_model,
     }
+
+
+def _load(load: LoadSummary | None) -> dict[str, Any] | None:
+    if load is None:
+        return None
+    return {**load.model_dump(mode="json"), "description": load.description}
 
 
 def _fault(fault: FaultSummary) -> dict[str, Any]:

@@ -39,6 +39,8 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     lines.append(f"**Hypothesis:** {hypothesis}.")
     for view in report.slos:
         lines.append(f"- {view.words}")
+    if run.summary.load is not None:
+        lines.append(f"\n**Load:** {run.summary.load.description}.")
     if report.faults:
         lines.append("\n**Faults:**")
         lines += [
@@ -61,7 +63,7 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     if report.slos:
         lines += ["", "### SLOs in the fault window", ""]
         lines += _table(
-            ("SLO", "objective", "worst", "budget used", "breached", "met"),
+            ("SLO", "objective", "worst", "budget used", "breached", "met", "load model"),
             (
                 (
                     v.outcome.name,
@@ -70,6 +72,7 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
                     _number(v.outcome.budget_consumed, "x", ".2f"),
                     f"{v.outcome.breach_seconds}/{v.outcome.window_seconds} s",
                     "yes" if v.met else "**no**",
+                    v.outcome.load_model or "-",
                 )
                 for v in report.slos
             ),

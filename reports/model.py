@@ -34,6 +34,11 @@ from inoculate.reports.trend import TrendPoint
 
 __all__ = ["RunReport", "SloView", "TrendPoint", "build_run_report", "slo_in_words"]
 
+_MEASURED_BY = {
+    "open": ", measured under the open load model (arrivals at a fixed rate)",
+    "closed": ", measured under the closed load model (users that wait for their answers)",
+}
+
 
 @dataclass(frozen=True)
 class SloView:
@@ -46,8 +51,9 @@ class SloView:
 
     @property
     def words(self) -> str:
-        """The SLO in plain words."""
-        return slo_in_words(self.spec)
+        """The SLO in plain words, with the load model that measured it."""
+        measured = _MEASURED_BY.get(self.outcome.load_model or "", "")
+        return slo_in_words(self.spec) + measured
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,7 @@ def _slo_outcome(
         fault_kind=fault.kind if fault else None,
         target=target_words(fault.target) if fault else None,
         after_fault_s=after_fault,
+        load_model=report.load_model,
     )
 
 
@@ -287,10 +294,20 @@ def _budget(
         return None, None
     sli = report.sli
     if sli == "availability":
-        bad = min(completed, int(selected.failures[mask].sum()))
+        # The SLO's own count: each request once, a stalled one as failed when it stalled.
+        stalled, late, late_failures = (
+            int(a[mask].sum()) if a is not None else 0
+            for a in (selected.stalled, selected.late, selected.late_failures)
+        )
+        valid = max(0, completed - late) + stalled
+        if valid <= 0:
+            return None, None
+        failed = max(0, int(selected.failures[mask].sum()) - late_failures)
+        bad = min(valid, failed + stalled)
         allowed = 1 - _exact(report.objective) / 100
-        text = f"{bad} of {completed} requests failed, {float(allowed) * 100:.3g} % allowed"
-        return float(Fraction(bad, completed) / allowed), text
+        unanswered = f" ({stalled} unanswered)" if stalled else ""
+        text = f"{bad} of {valid} requests failed{unanswered}, {float(allowed) * 100:.3g} % allowed"
+        return float(Fraction(bad, valid) / allowed), text
     if sli == "latency" and spec.get("percentile") and spec.get("threshold_ms"):
         slow = selected.slow.get(float(spec["threshold_ms"]))
         if slow is None:
@@ -381,5 +398,10 @@ def slo_in_words(spec: Mapping[str, Any]) -> str:
         )
     if sli == "throughput":
         target = spec["endpoint"] if spec.get("endpoint") else "the system"
-        return f"{target} serves at least {spec['min_rps']:g} requests per second{window}"
+        counted = (
+            "requests, failed ones included,"
+            if spec.get("count") == "all"
+            else ("successful requests")
+        )
+        return f"{target} serves at least {spec['min_rps']:g} {counted} per second{window}"
     return str(spec.get("name", "SLO"))

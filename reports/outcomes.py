@@ -33,6 +33,7 @@ class SloOutcome:
     fault_kind: str | None = None
     target: str | None = None
     after_fault_s: float | None = None
+    load_model: str | None = None  # "open" or "closed": the load that measured the SLO
 
     @property
     def breached(self) -> bool:

@@ -95,7 +95,8 @@ def run_plots(report: RunReport) -> list[Plot]:
     plots = [
         _plot(
             "throughput",
-            "Throughput (completed requests per second)" + _step_note(step, "lowest"),
+            "Throughput (answered requests per second: successful solid, failed dashed)"
+            + _step_note(step, "worst"),
             report,
             x,
             origin,
@@ -229,13 +230,23 @@ def _step(
 
 
 def _throughput(ax: Axes, series: SliSeries, x: np.ndarray, specs: list[dict]) -> None:
-    for name, endpoint in series.endpoints.items():
-        _step(ax, x, endpoint.completed, name, "low")
+    # Successful and failed answers apart (same colour, failed dashed): a fast 502 outage
+    # is no throughput at all.
+    shown = [
+        (name, endpoint, f"C{k % 10}")
+        for k, (name, endpoint) in enumerate(series.endpoints.items())
+    ]
     if any(s.get("sli") == "throughput" and not s.get("endpoint") for s in specs):
-        _step(ax, x, series.total.completed, ALL_ENDPOINTS, "low", color="black")
+        shown.append((ALL_ENDPOINTS, series.total, "black"))
+    for name, endpoint, colour in shown:
+        _step(ax, x, endpoint.completed - endpoint.failures, name, "low", color=colour)
+        if endpoint.failures.any():
+            _step(ax, x, endpoint.failures, f"{name} failed", "high", color=colour, linestyle="--")
     for spec in specs:
         if spec.get("sli") == "throughput":
-            _threshold(ax, float(spec["min_rps"]), f"SLO {spec['name']}: ≥ {spec['min_rps']:g}/s")
+            counted = "answered" if spec.get("count") == "all" else "successful"
+            label = f"SLO {spec['name']}: ≥ {spec['min_rps']:g} {counted}/s"
+            _threshold(ax, float(spec["min_rps"]), label)
     ax.set_ylabel("req/s")
     ax.set_ylim(bottom=0)
 

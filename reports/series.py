@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 ALL_ENDPOINTS = "all endpoints"
+_COUNTS_SINCE_ISSUE_9 = ("stalled", "late", "late_failures")
+_COUNTED = ("started", "completed", "failures", *_COUNTS_SINCE_ISSUE_9)
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 
 
@@ -59,6 +61,8 @@ class EndpointSeries:
 
     Latency percentiles are in milliseconds (NaN in a second without completions);
     ``slow[threshold_ms]`` counts the completed requests slower than that threshold.
+    ``stalled``, ``late`` and ``late_failures`` are the samples' fields of those names (zero
+    in samples written before they existed).
     """
 
     name: str
@@ -67,6 +71,9 @@ class EndpointSeries:
     failures: np.ndarray
     percentiles: Mapping[float, np.ndarray]
     slow: Mapping[float, np.ndarray] = field(default_factory=dict)
+    stalled: np.ndarray | None = None
+    late: np.ndarray | None = None
+    late_failures: np.ndarray | None = None
 
     def error_rate(self) -> np.ndarray:
         """Failed / completed requests, in percent (NaN in a second without completions)."""
@@ -104,6 +111,9 @@ class _Accumulator:
     started: np.ndarray = field(init=False)
     completed: np.ndarray = field(init=False)
     failures: np.ndarray = field(init=False)
+    stalled: np.ndarray = field(init=False)
+    late: np.ndarray = field(init=False)
+    late_failures: np.ndarray = field(init=False)
     values: np.ndarray = field(init=False)
     slow: np.ndarray = field(init=False)
 
@@ -111,6 +121,9 @@ class _Accumulator:
         self.started = np.zeros(self.n, dtype=np.int64)
         self.completed = np.zeros(self.n, dtype=np.int64)
         self.failures = np.zeros(self.n, dtype=np.int64)
+        self.stalled = np.zeros(self.n, dtype=np.int64)
+        self.late = np.zeros(self.n, dtype=np.int64)
+        self.late_failures = np.zeros(self.n, dtype=np.int64)
         self.values = np.full((len(self.percentiles), self.n), np.nan)
         self.slow = np.zeros((len(self.thresholds), self.n), dtype=np.int64)
 
@@ -122,6 +135,9 @@ class _Accumulator:
             failures=self.failures,
             percentiles={p: self.values[i] for i, p in enumerate(self.percentiles)},
             slow={th: self.slow[i] for i, th in enumerate(self.thresholds)},
+            stalled=self.stalled,
+            late=self.late,
+            late_failures=self.late_failures,
         )
 
 
@@ -257,10 +273,11 @@ def _parse(
 
 @dataclass(frozen=True)
 class _Second:
-    """One second, reduced: counts per endpoint (started, completed, failures), in order of
-    appearance, and the latency figures (percentiles in ms, slow counts) per selection."""
+    """One second, reduced: counts per endpoint (started, completed, failures, stalled, late,
+    late failures), in order of appearance, and the latency figures (percentiles in ms,
+    slow counts) per selection."""
 
-    counts: Mapping[str, tuple[int, int, int]]
+    counts: Mapping[str, tuple[int, ...]]  # _COUNTED, in that order
     latency: Mapping[str | None, tuple[np.ndarray, np.ndarray]]
 
 
@@ -284,24 +301,23 @@ class _Decoder:
 
     def second(self, parts: _Parts) -> _Second:
         everything: list[_Counts] = []
-        counts: dict[str, tuple[int, int, int]] = {}
+        counts: dict[str, tuple[int, ...]] = {}
         latency: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
         for name in dict.fromkeys(name for part in parts for name in part):
             decode = self.wants(name) or self.wants(None)
-            started = completed = failures = 0
+            sums = [0] * len(_COUNTED)
             decoded: list[_Counts] = []
             for part in parts:
                 second = part.get(name)
                 if not second:
                     continue
-                started += int(second.get("started", 0))  # type: ignore[call-overload]
-                completed += int(second.get("completed", 0))  # type: ignore[call-overload]
-                failures += int(second.get("failures", 0))  # type: ignore[call-overload]
+                for k, field_name in enumerate(_COUNTED):
+                    sums[k] += int(second.get(field_name, 0))  # type: ignore[call-overload]
                 if decode:
                     histogram = _decode_counts(str(second.get("hist", "")), self.layout)
                     if histogram is not None:
                         decoded.append(histogram)
-            counts[name] = (started, completed, failures)
+            counts[name] = tuple(sums)
             if decoded:
                 merged = _merge(decoded)
                 everything.append(merged)
@@ -345,12 +361,11 @@ class _Decoder:
         total = self._accumulator(n, None)
         for t in order:
             i, second = t - t0, seconds[t]
-            for name, (started, completed, failures) in second.counts.items():
+            for name, sums in second.counts.items():
                 acc = per_endpoint[name]
-                acc.started[i], acc.completed[i], acc.failures[i] = started, completed, failures
-                total.started[i] += started
-                total.completed[i] += completed
-                total.failures[i] += failures
+                for field_name, value in zip(_COUNTED, sums, strict=True):
+                    getattr(acc, field_name)[i] = value
+                    getattr(total, field_name)[i] += value
             for selection, (values, slow) in second.latency.items():
                 acc = total if selection is None else per_endpoint[selection]
                 acc.values[:, i] = values

@@ -17,13 +17,39 @@ One JSON line per second::
 - ``hist`` is an HdrHistogram of the latencies of the completed requests (successes and
   failures), in microseconds, in the standard compressed base64 encoding (``HISTFAAAA``),
   readable by every HdrHistogram implementation. An empty string means no completion.
+  Under the closed load model with coordinated-omission correction, each latency is
+  recorded with HdrHistogram's ``record_corrected_value(latency, expected_interval)``, so
+  the histogram also holds the requests a waiting user did not send (README, "Load").
+
+Since issue 9 a line may hold more keys; each is written only when it is not zero, so the
+lines of a healthy closed-model run are what they always were, and an older line reads
+with every new key at zero:
+
+- ``stalled`` (per endpoint): requests that started in this second and were still
+  unanswered when the second was written, in a second in which the endpoint started at
+  least :data:`STALLED_MIN_STARTED` requests and completed none. Each is judged *failed* for
+  availability at that moment, whatever its answer later.
+- ``late`` and ``late_failures`` (per endpoint): completions in this second of requests
+  already counted in an earlier second's ``stalled`` (and how many of those failed). They
+  are in ``completed``/``failures``/``hist`` as usual (throughput and latency count them),
+  and availability leaves them out, so that each request counts once there.
+- ``overdue`` (per endpoint): an HdrHistogram, encoded as ``hist`` is, of the *ages* (µs) at
+  the end of this second (at ``t + 1``) of the requests still in flight for longer than
+  the shortest latency threshold the run declares. It is a *level*, not a count of events:
+  a request stuck for three seconds is in three seconds' ``overdue``. Under the closed
+  model with correction, each age is recorded as its latency would be, with
+  ``record_corrected_value(age, expected_interval)``: the values the request will stand for
+  in ``hist`` if it completes now.
+- ``dropped_arrivals`` (per line): arrivals of the open load model that were not started
+  because ``max_in_flight`` requests were already in flight. The load generator, not the
+  system, refused them: no SLO counts them, the summary and the reports do.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hdrh.histogram import HdrHistogram
 
@@ -31,6 +57,7 @@ __all__ = [
     "HIST_HIGHEST_US",
     "HIST_LOWEST_US",
     "HIST_SIGNIFICANT_DIGITS",
+    "STALLED_MIN_STARTED",
     "EndpointSecond",
     "SliSample",
     "decode_histogram",
@@ -42,6 +69,12 @@ __all__ = [
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 300_000_000  # 5 minutes: longer than any client timeout we allow
 HIST_SIGNIFICANT_DIGITS = 3
+# A second in which an endpoint started requests and answered none is an outage only when
+# it started enough of them: an endpoint that normally answers less often than once a
+# second, or slower than a second, has such seconds while healthy. With at least 5 starts,
+# a healthy endpoint has one in fewer than 0.5 % of its seconds at worst (Poisson arrivals,
+# answers within a second), and a blackholed endpoint at 5 requests/s or more always does.
+STALLED_MIN_STARTED = 5
 
 
 def new_histogram() -> HdrHistogram:
@@ -75,30 +108,47 @@ class EndpointSecond:
     completed: int = 0
     failures: int = 0
     hist: str = ""
+    stalled: int = 0
+    late: int = 0
+    late_failures: int = 0
+    overdue: str = ""
 
     @property
     def successes(self) -> int:
         """Completed requests that did not fail."""
         return self.completed - self.failures
 
-    def to_json(self) -> dict[str, int | str]:
+    def to_json(self) -> dict[str, object]:
         """Return the JSON-ready mapping of this endpoint's second."""
-        return {
+        data: dict[str, object] = {
             "started": self.started,
             "completed": self.completed,
             "failures": self.failures,
             "hist": self.hist,
         }
+        for name in ("stalled", "late", "late_failures", "overdue"):
+            if getattr(self, name):
+                data[name] = getattr(self, name)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> EndpointSecond:
-        """Build from the mapping written by :meth:`to_json`."""
+        """Build from the mapping written by :meth:`to_json` (older lines lack the new keys)."""
         return cls(
             started=int(data.get("started", 0)),  # type: ignore[arg-type]
             completed=int(data.get("completed", 0)),  # type: ignore[arg-type]
             failures=int(data.get("failures", 0)),  # type: ignore[arg-type]
             hist=str(data.get("hist", "")),
+            stalled=int(data.get("stalled", 0)),  # type: ignore[arg-type]
+            late=int(data.get("late", 0)),  # type: ignore[arg-type]
+            late_failures=int(data.get("late_failures", 0)),  # type: ignore[arg-type]
+            overdue=str(data.get("overdue", "")),
         )
+
+    def without_levels(self) -> EndpointSecond:
+        """This second without its levels (``overdue``): what may be added to another
+        second's counts, as the collector does with a second that came too late."""
+        return replace(self, overdue="") if self.overdue else self
 
 
 @dataclass(frozen=True)
@@ -107,10 +157,16 @@ class SliSample:
 
     t: int
     endpoints: Mapping[str, EndpointSecond] = field(default_factory=dict)
+    dropped_arrivals: int = 0
 
     def to_line(self) -> str:
         """Serialise as one JSON line (no trailing newline)."""
-        payload = {"t": self.t, "endpoints": {k: v.to_json() for k, v in self.endpoints.items()}}
+        payload: dict[str, object] = {
+            "t": self.t,
+            "endpoints": {k: v.to_json() for k, v in self.endpoints.items()},
+        }
+        if self.dropped_arrivals:
+            payload["dropped_arrivals"] = self.dropped_arrivals
         return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -118,36 +174,50 @@ class SliSample:
         """Parse one JSON line written by :meth:`to_line`."""
         data = json.loads(line)
         endpoints = {k: EndpointSecond.from_json(v) for k, v in data.get("endpoints", {}).items()}
-        return cls(t=int(data["t"]), endpoints=endpoints)
+        dropped = int(data.get("dropped_arrivals", 0))
+        return cls(t=int(data["t"]), endpoints=endpoints, dropped_arrivals=dropped)
 
 
 def merge_samples(samples: Iterable[SliSample]) -> list[SliSample]:
     """Merge samples that share a second (e.g. from several Locust worker processes).
 
-    Counts are summed and histograms added, per endpoint; the result is sorted by second.
+    Counts are summed and histograms added (the ``overdue`` levels of different processes
+    too), per endpoint; the result is sorted by second.
     """
     by_second: dict[int, dict[str, list[EndpointSecond]]] = {}
+    dropped: dict[int, int] = {}
     for sample in samples:
+        dropped[sample.t] = dropped.get(sample.t, 0) + sample.dropped_arrivals
         slot = by_second.setdefault(sample.t, {})
         for name, endpoint in sample.endpoints.items():
             slot.setdefault(name, []).append(endpoint)
     merged: list[SliSample] = []
     for t in sorted(by_second):
         endpoints = {name: _merge_endpoint(parts) for name, parts in by_second[t].items()}
-        merged.append(SliSample(t=t, endpoints=endpoints))
+        merged.append(SliSample(t=t, endpoints=endpoints, dropped_arrivals=dropped[t]))
     return merged
 
 
 def _merge_endpoint(parts: list[EndpointSecond]) -> EndpointSecond:
     if len(parts) == 1:
         return parts[0]
-    histogram = new_histogram()
-    for part in parts:
-        if part.hist:
-            histogram.add(decode_histogram(part.hist))
     return EndpointSecond(
         started=sum(p.started for p in parts),
         completed=sum(p.completed for p in parts),
         failures=sum(p.failures for p in parts),
-        hist=encode_histogram(histogram),
+        hist=_add_histograms(p.hist for p in parts),
+        stalled=sum(p.stalled for p in parts),
+        late=sum(p.late for p in parts),
+        late_failures=sum(p.late_failures for p in parts),
+        overdue=_add_histograms(p.overdue for p in parts),
     )
+
+
+def _add_histograms(encoded: Iterable[str]) -> str:
+    present = [e for e in encoded if e]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    histogram = new_histogram()
+    for part in present:
+        histogram.add(decode_histogram(part))
+    return encode_histogram(histogram)

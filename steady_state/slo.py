@@ -4,14 +4,38 @@ A window of ``window_s`` seconds ending at second ``end_t`` covers the seconds
 ``[end_t - window_s + 1, end_t]``. A second without a sample counts as zero requests. Counts
 are summed over the window (for one endpoint, or all endpoints when ``endpoint`` is null)
 and the per-second HDR histograms are merged, so every figure is exact for the whole window,
-never an average of per-second figures.
+never an average of per-second figures. (The sample fields are defined in
+:mod:`inoculate.steady_state.samples`.)
 
-- **availability** = 100 * good / valid, with good = completed - failures and
-  valid = completed; met when availability >= ``objective``.
-- **latency** = the ``percentile``-th latency of the merged window histogram (nearest rank,
-  as HdrHistogram computes it, reported as the highest value of that rank's HDR bucket:
-  at most 0.1 % above the true latency); met when latency <= ``threshold_ms``.
-- **throughput** = completed / ``window_s`` requests per second; met when >= ``min_rps``.
+- **availability** = 100 * good / valid, met when availability >= ``objective``, where each
+  request counts once, in the second its outcome became known:
+
+  - *answered* requests = completed - late: good when they did not fail;
+  - *stalled* requests (``stalled``): a request that started in a second in which its
+    endpoint started at least 5 requests (``STALLED_MIN_STARTED``) and completed none, and
+    that was still unanswered when that second was written (at ``t + 1`` and a few
+    milliseconds), counts as **failed in that second**. If it is answered later, that
+    answer is ``late`` and availability leaves it out (throughput and latency count it).
+
+  So valid = (completed - late) + stalled and good = (completed - late) - (failures -
+  late_failures). The load decides which requests stalled when it writes the second (it
+  alone knows which were still unanswered then). A blackholed endpoint under the open load
+  model counts against availability in the first whole second without an answer, not
+  when client timeouts turn into failures. (Under the closed model a stuck user starts
+  nothing, so its seconds do not stall: the latency SLO sees it. An endpoint started fewer
+  than 5 times a second never stalls: give it a latency SLO.)
+- **latency** = the ``percentile``-th latency of the merged window histogram plus the
+  requests **still in flight past the threshold** at the end of the window (the part above
+  ``threshold_ms`` of the ``overdue`` histogram of the window's last second, each at its
+  age so far) — nearest rank, as HdrHistogram computes it, reported as the highest value
+  of that rank's HDR bucket (at most 0.1 % above the true latency); met when latency <=
+  ``threshold_ms``. A request stuck in flight therefore counts against the SLO from the
+  second it crosses the threshold, once per evaluation: at the window's end it is either
+  in flight (overdue) or answered (in a histogram), never both. Its age is a lower bound
+  of its latency, so is a percentile that falls among such requests.
+- **throughput** = counted / ``window_s`` requests per second, met when >= ``min_rps``;
+  counted = successful requests (completed - failures) by default, every completed request
+  with ``count: all``.
   Requests in flight = the sum of (started - completed) over every sample up to ``end_t``.
 - **burn rate** (Google SRE workbook) = the error rate seen / the error rate the SLO allows:
   availability: (1 - good/valid) / (1 - objective/100);
@@ -25,6 +49,9 @@ A request counts as slower than the threshold when its HDR bucket reaches above 
 threshold, the rule the percentile follows too, so "latency <= threshold" and "burn rate <= 1"
 agree up to the rounding of the percentile's rank. Objectives are compared in exact decimal
 arithmetic (99.9 means 999/10), so an SLI exactly at its objective is met and burns at 1.0.
+Under the closed load model with coordinated-omission correction, the histograms and the
+``overdue`` ages include the requests a waiting user did not send, so a latency verdict's
+``requests`` counts them too.
 """
 
 from __future__ import annotations
@@ -144,7 +171,8 @@ class LatencySlo(_SloBase):
 
 
 class ThroughputSlo(_SloBase):
-    """Completed requests per second over the window must not fall below a floor."""
+    """Successful (or all) completed requests per second over the window must not fall
+    below a floor."""
 
     unit: ClassVar[str] = "req/s"
     comparison: ClassVar[str] = ">="
@@ -155,7 +183,12 @@ class ThroughputSlo(_SloBase):
     min_rps: float = Field(
         gt=0,
         allow_inf_nan=False,
-        description="Lowest acceptable rate of completed requests per second (> 0).",
+        description="Lowest acceptable rate of counted requests per second (> 0).",
+    )
+    count: Literal["successful", "all"] = Field(
+        default="successful",
+        description="Which completed requests count: 'successful' ones (the default: a "
+        "service that fails fast is not up) or 'all' of them, failures included.",
     )
 
     @property
@@ -245,6 +278,11 @@ class _Window:
     completed: int
     failures: int
     hists: tuple[str, ...]
+    stalled: int = 0
+    late: int = 0
+    late_failures: int = 0
+    # Ages of the requests in flight at the end of the window's last second (``overdue``).
+    overdue_at_end: tuple[str, ...] = ()
 
     @property
     def length(self) -> int:
@@ -347,8 +385,9 @@ def _parts(sample: SliSample, endpoint: str | None) -> Iterable[EndpointSecond]:
 
 def _collect(samples: Iterable[SliSample], endpoint: str | None, start: int, end: int) -> _Window:
     seconds: set[int] = set()
-    completed = failures = 0
+    completed = failures = stalled = late = late_failures = 0
     hists: list[str] = []
+    overdue: list[str] = []
     for sample in samples:
         if not start <= sample.t <= end:
             continue
@@ -356,9 +395,25 @@ def _collect(samples: Iterable[SliSample], endpoint: str | None, start: int, end
         for part in _parts(sample, endpoint):
             completed += part.completed
             failures += part.failures
+            stalled += part.stalled
+            late += part.late
+            late_failures += part.late_failures
             if part.hist:
                 hists.append(part.hist)
-    return _Window(start, end, len(seconds), completed, failures, tuple(hists))
+            if sample.t == end and part.overdue:
+                overdue.append(part.overdue)
+    return _Window(
+        start,
+        end,
+        len(seconds),
+        completed,
+        failures,
+        tuple(hists),
+        stalled=stalled,
+        late=late,
+        late_failures=late_failures,
+        overdue_at_end=tuple(overdue),
+    )
 
 
 def _merged_histogram(hists: Iterable[str]) -> HdrHistogram:
@@ -381,11 +436,14 @@ def _measure(slo: object, window: _Window) -> _Measure:
 
 @_measure.register(AvailabilitySlo)
 def _measure_availability(slo: AvailabilitySlo, window: _Window) -> _Measure:
-    valid = window.completed
+    # Clamped because a malformed sample (failures > completed, late > completed) must not
+    # yield < 0 % or > 100 %.
+    answered = max(0, window.completed - window.late)
+    answered_failures = max(0, window.failures - window.late_failures)
+    valid = answered + max(0, window.stalled)
     if valid <= 0:
         return _Measure(None, False, None, NO_REQUESTS, 0)
-    # Clamped because a malformed sample (failures > completed) must not yield < 0 %.
-    good = min(valid, max(0, valid - window.failures))
+    good = min(valid, max(0, answered - answered_failures))
     availability = Fraction(100 * good, valid)
     objective = _exact(slo.objective)
     met = availability >= objective
@@ -393,17 +451,20 @@ def _measure_availability(slo: AvailabilitySlo, window: _Window) -> _Measure:
     reason = None
     if not met:
         reason = f"availability {float(availability):.3f} % is below {slo.objective:g} %"
+        if window.stalled > 0:
+            reason += f" ({window.stalled} requests unanswered in seconds that answered none)"
     return _Measure(float(availability), met, burn_rate, reason, valid)
 
 
 @_measure.register(LatencySlo)
 def _measure_latency(slo: LatencySlo, window: _Window) -> _Measure:
     histogram = _merged_histogram(window.hists)
+    threshold_us = _exact(slo.threshold_ms) * 1000
+    overdue = _add_slower_than(histogram, window.overdue_at_end, threshold_us)
     requests = histogram.get_total_count()
     if requests <= 0:
         return _Measure(None, False, None, NO_REQUESTS, 0)
     value_us = histogram.get_value_at_percentile(slo.percentile)
-    threshold_us = _exact(slo.threshold_ms) * 1000
     met = value_us <= threshold_us
     slow = _count_slower_than(histogram, threshold_us)
     burn_rate = float(Fraction(100 * slow, requests) / (100 - _exact(slo.percentile)))
@@ -412,20 +473,56 @@ def _measure_latency(slo: LatencySlo, window: _Window) -> _Measure:
         reason = (
             f"p{slo.percentile:g} latency {value_us / 1000:.3f} ms is above {slo.threshold_ms:g} ms"
         )
+        if overdue > 0:
+            reason += f" ({overdue} of them still in flight after {slo.threshold_ms:g} ms)"
     return _Measure(value_us / 1000, met, burn_rate, reason, requests)
 
 
 @_measure.register(ThroughputSlo)
 def _measure_throughput(slo: ThroughputSlo, window: _Window) -> _Measure:
-    rate = Fraction(window.completed, window.length)
+    if slo.count == "all":
+        counted, what = window.completed, ""
+    else:
+        counted, what = max(0, window.completed - window.failures), " of successful requests"
+    rate = Fraction(counted, window.length)
     met = rate >= _exact(slo.min_rps)
     if window.completed <= 0:
         reason: str | None = NO_REQUESTS
     elif not met:
-        reason = f"throughput {float(rate):.2f} req/s is below the floor {slo.min_rps:g} req/s"
+        reason = (
+            f"throughput {float(rate):.2f} req/s{what} is below the floor {slo.min_rps:g} req/s"
+        )
     else:
         reason = None
-    return _Measure(float(rate), met, None, reason, window.completed)
+    return _Measure(float(rate), met, None, reason, counted)
+
+
+def _add_slower_than(
+    histogram: HdrHistogram, encoded: Iterable[str], threshold_us: Fraction
+) -> int:
+    """Record into ``histogram`` the values of the ``encoded`` histograms that are slower
+    than ``threshold_us`` (requests in flight past it); return how many were added."""
+    added = 0
+    first_slow = _first_slow_index(histogram, threshold_us)
+    for part in encoded:
+        overdue = decode_histogram(part)
+        if overdue.get_total_count() <= 0:
+            continue
+        last = min(overdue.get_counts_array_index(overdue.get_max_value()), overdue.counts_len - 1)
+        for index in range(first_slow, last + 1):
+            count = int(overdue.counts[index])
+            if count:
+                histogram.record_value(overdue.get_value_from_index(index), count)
+                added += count
+    return added
+
+
+def _first_slow_index(histogram: HdrHistogram, threshold_us: Fraction) -> int:
+    floor_us = int(threshold_us)
+    index = histogram.get_counts_array_index(floor_us)
+    if histogram.get_highest_equivalent_value(floor_us) <= threshold_us:
+        index += 1  # the threshold's own bucket lies wholly at or below it
+    return int(index)
 
 
 def _count_slower_than(histogram: HdrHistogram, threshold_us: Fraction) -> int:
@@ -433,8 +530,5 @@ def _count_slower_than(histogram: HdrHistogram, threshold_us: Fraction) -> int:
 
     hdrh has no "count above value" query, hence this sum over its counts array.
     """
-    floor_us = int(threshold_us)
-    first_slow = histogram.get_counts_array_index(floor_us)
-    if histogram.get_highest_equivalent_value(floor_us) <= threshold_us:
-        first_slow += 1  # the threshold's own bucket lies wholly at or below it
+    first_slow = _first_slow_index(histogram, threshold_us)
     return int(sum(histogram.counts[first_slow : histogram.counts_len]))

@@ -113,6 +113,11 @@ def _load(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return lambda e: e["extensions"][0]["load"].update(fields)
 
 
+def _open_load(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    load = {"locustfile": "locustfile.py", "model": "open", **fields}
+    return lambda e: e["extensions"][0].update(load=load)
+
+
 def _kill(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return lambda e: e["method"][0].update(fields)
 
@@ -194,6 +199,22 @@ EXPERIMENT_CASES: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "users-huge": (_mutated(_load(users=10**12)), "extensions[0].load.users", "10000"),
     "spawn-rate-huge": (_mutated(_load(spawn_rate=1e9)), "extensions[0].load.spawn_rate", "1000"),
     "processes-huge": (_mutated(_load(processes=10**6)), "extensions[0].load.processes", "64"),
+    "open-rate-huge": (
+        _mutated(_open_load(rate_rps=1e9)),
+        "extensions[0].load.rate_rps",
+        "100000",
+    ),
+    "open-in-flight-huge": (
+        _mutated(_open_load(rate_rps=10, max_in_flight=10**9)),
+        "extensions[0].load.max_in_flight",
+        "100000",
+    ),
+    "open-without-rate": (_mutated(_open_load()), "extensions[0].load", "needs rate_rps"),
+    "closed-with-a-rate": (
+        _mutated(_load(rate_rps=50)),
+        "extensions[0].load",
+        "rate_rps belong to the open model",
+    ),
     "warmup-huge": (_mutated(_load(warmup_s=1e12)), "extensions[0].load.warmup_s", "3600"),
     "max-duration-huge": (
         _mutated(_load(max_duration_s=1e12)),

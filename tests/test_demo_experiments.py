@@ -93,6 +93,21 @@ def test_orders_freeze_without_protection_fails(workspace: Workspace) -> None:
     assert breached & {"checkout-availability", "checkout-throughput"}
     assert "browse-availability" not in breached  # the fault stays contained to checkout
     assert_no_fault_remains(workspace, summary)
+    # Under the open load model shoppers keep arriving while checkout hangs, so the freeze
+    # breaches availability or latency in a second that ends within 2 s of the injection:
+    # before the 2 s client timeouts turn the hung requests into failures.
+    [fault] = summary["faults"]
+    slos = {slo["name"]: slo for slo in summary["slos"]}
+    assert all(slo["load_model"] == "open" for slo in slos.values())
+    assert summary["load"]["model"] == "open" and summary["load"]["dropped_arrivals"] == 0
+    first = [
+        slos[name]["first_breach"]
+        for name in ("checkout-availability", "checkout-latency")
+        if slos[name]["first_breach"]
+    ]
+    assert first and min(b["t"] + 1 for b in first) <= fault["injected_at"] + 2.0, first
+    assert set(fault["detected_by"]) & {"checkout-availability", "checkout-latency"}
+    assert fault["time_to_detect_s"] <= 2.5  # the breached second, plus the monitor's delay
 
 
 def _assert_outage_in_samples(path: Path, breach_second: int) -> None:

@@ -20,10 +20,16 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from inoculate.load.driver import LocustLoad, SecondMerger, locust_command
-from inoculate.load.spec import LoadSpec
+from inoculate.load.driver import LocustLoad, SecondMerger, locust_command, locust_environment
+from inoculate.load.spec import DEFAULT_MAX_IN_FLIGHT, LoadSpec
 from inoculate.model.errors import LoadError, LocustFailedError
-from inoculate.steady_state.samples import EndpointSecond, SliSample, decode_histogram
+from inoculate.steady_state.samples import (
+    EndpointSecond,
+    SliSample,
+    decode_histogram,
+    encode_histogram,
+    new_histogram,
+)
 
 SHOP_LOCUSTFILE = Path(__file__).resolve().parents[1] / "experiments" / "shop" / "locustfile.py"
 SHOP_ENDPOINTS = {"GET /products", "GET /products/{id}", "POST /orders", "GET /orders/{id}"}
@@ -215,6 +221,67 @@ def test_locust_command_forks_only_with_several_processes(tmp_path: Path) -> Non
         locust_command(spec(processes=2), "http://h", log)
 
 
+def open_spec(**overrides: object) -> LoadSpec:
+    fields: dict[str, object] = {"locustfile": str(SHOP_LOCUSTFILE), "model": "open"}
+    return LoadSpec(**(fields | {"rate_rps": 100} | overrides))
+
+
+def test_load_models_take_their_own_fields() -> None:
+    closed = spec()
+    assert closed.model == "closed" and closed.expected_interval_ms is None
+    opened = open_spec()
+    assert (opened.rate_rps, opened.max_in_flight, opened.users) == (100, None, None)
+    assert opened.in_flight_bound == DEFAULT_MAX_IN_FLIGHT
+    assert open_spec(max_in_flight=5).in_flight_bound == 5
+    with pytest.raises(ValidationError, match="the closed model needs users"):
+        LoadSpec(locustfile="x.py", spawn_rate=1)
+    with pytest.raises(ValidationError, match="the open model needs rate_rps"):
+        LoadSpec(locustfile="x.py", model="open")
+    with pytest.raises(ValidationError, match="users, spawn_rate belong to the closed model"):
+        open_spec(users=3, spawn_rate=3)
+    with pytest.raises(ValidationError, match="expected_interval_ms belong to the closed model"):
+        open_spec(expected_interval_ms=10)
+    with pytest.raises(ValidationError, match="max_in_flight belong to the open model"):
+        spec(max_in_flight=10)
+    with pytest.raises(ValidationError, match="at least `processes`"):
+        open_spec(processes=4, max_in_flight=3)
+    for bad in ({"rate_rps": 0}, {"rate_rps": 1e9}, {"max_in_flight": 0}):
+        with pytest.raises(ValidationError):
+            open_spec(**bad)
+    with pytest.raises(ValidationError):
+        spec(expected_interval_ms=-1)
+
+
+def test_the_open_model_runs_only_its_arrivals_and_shares_them_among_processes(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "locust.log"
+    load_spec = open_spec(
+        rate_rps=300, max_in_flight=90, processes=3, tags=["browse"], user_classes=["Browser"]
+    )
+    command = locust_command(load_spec, "http://h", log, 5600)
+    assert command[3] == "OpenArrivals"
+    locustfiles = command[command.index("-f") + 1].split(",")
+    assert [Path(f).name for f in locustfiles] == [
+        "locustfile.py",
+        "locust_plugin.py",
+        "open_model.py",
+    ]
+    assert command[command.index("--users") + 1] == "3"  # one OpenArrivals per process
+    assert "--tags" not in command and "Browser" not in command  # they apply to OpenArrivals
+    env = locust_environment(load_spec, tmp_path, latency_thresholds_ms=[600, 300.5, 600.0])
+    assert env["INOCULATE_LOAD_MODEL"] == "open"
+    assert (env["INOCULATE_OPEN_RATE_RPS"], env["INOCULATE_OPEN_MAX_IN_FLIGHT"]) == ("100.0", "30")
+    assert (env["INOCULATE_OPEN_USER_CLASSES"], env["INOCULATE_OPEN_TAGS"]) == ("Browser", "browse")
+    assert env["INOCULATE_LATENCY_THRESHOLDS_MS"] == "300.5,600.0"
+    closed = locust_environment(spec(expected_interval_ms=25), tmp_path)
+    assert (closed["INOCULATE_LOAD_MODEL"], closed["INOCULATE_EXPECTED_INTERVAL_MS"]) == (
+        "closed",
+        "25.0",
+    )
+    assert locust_environment(spec(), tmp_path)["INOCULATE_EXPECTED_INTERVAL_MS"] == ""
+
+
 # --- merging seconds across processes ----------------------------------------------------
 
 
@@ -248,6 +315,26 @@ def test_merger_folds_late_data_into_the_next_second() -> None:
     assert [s.t for s in merger.drain()] == [102]
 
 
+def test_merger_moves_a_late_seconds_counts_but_not_its_levels() -> None:
+    ages = new_histogram()
+    ages.record_value(900_000)
+    late = SliSample(
+        100,
+        {"GET /x": EndpointSecond(started=2, stalled=2, overdue=encode_histogram(ages))},
+        dropped_arrivals=3,
+    )
+    merger = SecondMerger(expected_writers=2, grace_s=0.3)
+    merger.add("a", sample(100, 5))
+    assert [s.t for s in merger.pop_ready(now=101.5)] == [100]
+    merger.add("b", late)  # too late for second 100
+    merger.add("a", sample(101, 1))
+    merger.add("b", sample(101, 1))
+    [merged] = merger.pop_ready(now=102.01)
+    part = merged.endpoints["GET /x"]
+    assert (part.started, part.stalled, merged.dropped_arrivals) == (4, 2, 3)
+    assert part.overdue == ""  # what was in flight at the end of 100 says nothing of 101
+
+
 # --- real Locust runs ----------------------------------------------------------------------
 
 
@@ -256,7 +343,9 @@ def test_stream_has_one_line_per_second_with_counts_and_latencies(
 ) -> None:
     server.control("ok", delay_ms=50)
     recorder = Recorder()
-    load.start(spec(), server.url, tmp_path / "run", on_sample=recorder)
+    # Without coordinated-omission correction, so that the histogram holds exactly the
+    # completed requests (test_closed_model_corrects_for_coordinated_omission checks it).
+    load.start(spec(expected_interval_ms=0), server.url, tmp_path / "run", on_sample=recorder)
     load.wait_first_sample(timeout_s=20)
     started_at = time.time()
     recorder.wait_until_second(int(started_at) + 4, timeout_s=10)
@@ -325,6 +414,73 @@ def test_blackhole_shows_as_zero_completions_then_timeouts(
     assert failing[0] in (int(hang_at + 2.0), int(hang_at + 2.0) + 1)
     for t in range(hang_second, hang_second + 4):
         assert total(by_second[t], "completed") == total(by_second[t], "failures")
+
+
+def test_the_open_model_keeps_arriving_while_the_service_hangs(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    """The closed model's users all wait on a hung service and start nothing (the test
+    above); the open model's arrivals keep starting requests, up to the in-flight bound, and
+    the arrivals beyond it are counted, not lost."""
+    recorder = Recorder()
+    load_spec = open_spec(rate_rps=100, max_in_flight=150, request_timeout_s=2.0)
+    load.start(
+        load_spec, server.url, tmp_path / "run", on_sample=recorder, latency_thresholds_ms=[300]
+    )
+    load.wait_first_sample(timeout_s=20)
+    recorder.wait_for(lambda samples: sum(total(s, "completed") > 50 for s in samples) >= 2, 10)
+    sleep_to_second_start()
+    hang_at = time.time()
+    server.control("hang")
+    hung_second = int(hang_at) + 1  # the first second wholly hung
+    recorder.wait_until_second(hung_second + 3, timeout_s=10)
+    server.control("ok")
+
+    by_second = recorder.by_second()
+    healthy = [by_second[t] for t in range(hung_second - 3, hung_second - 1)]
+    assert all(60 <= total(s, "started") <= 140 for s in healthy)  # 100 arrivals per second
+    assert all(s.dropped_arrivals == 0 for s in healthy)
+    hung = by_second[hung_second]
+    assert total(hung, "completed") == 0
+    assert total(hung, "started") >= 30  # arrivals go on while nothing answers...
+    # ...until 150 are in flight (at about 1.5 s); then the arrivals are dropped and counted.
+    in_flight_at_its_end = sum(
+        total(s, "started") - total(s, "completed") for s in recorder.samples if s.t <= hung_second
+    )
+    assert in_flight_at_its_end == 150
+    assert 25 <= hung.dropped_arrivals <= 65
+    # The endpoints that started 5 requests or more stalled: those requests count as failed.
+    assert total(hung, "stalled") >= total(hung, "started") - 4 * 3
+    # At the end of the hung second every request in flight is past 300 ms.
+    ages = [decode_histogram(e.overdue) for e in hung.endpoints.values() if e.overdue]
+    assert sum(h.get_total_count() for h in ages) == 150
+    assert min(h.get_min_value() for h in ages) >= 300_000
+    # Two seconds after they started they time out: failures, and late ones for the
+    # requests that stalled (already judged, so availability counts them once).
+    # (Under a loaded machine a few may time out a second later.)
+    timeouts = [by_second[hung_second + 2], by_second[hung_second + 3]]
+    assert sum(total(s, "failures") for s in timeouts) >= total(hung, "started") - 5
+    assert sum(total(s, "late") for s in timeouts) == total(hung, "stalled")
+
+
+def test_the_closed_model_corrects_for_coordinated_omission(
+    server: TargetServer, load: LocustLoad, tmp_path: Path
+) -> None:
+    server.control("ok", delay_ms=100)
+    recorder = Recorder()
+    load.start(spec(users=4, expected_interval_ms=20), server.url, tmp_path / "run", recorder)
+    load.wait_first_sample(timeout_s=20)
+    recorder.wait_for(lambda samples: sum(total(s, "completed") > 10 for s in samples) >= 3, 10)
+    load.stop()
+    busy = [s for s in recorder.samples if total(s, "completed") > 10]
+    for s in busy:
+        part = s.endpoints["GET /products"]
+        histogram = decode_histogram(part.hist)
+        # ~100 ms answers against a 20 ms interval: each stands for ~5 requests not sent
+        # (100, 80, 60, 40, 20 ms), as HdrHistogram's record_corrected_value records them.
+        assert 4.5 * part.completed <= histogram.get_total_count() <= 7 * part.completed
+        assert histogram.get_min_value() <= 21_000
+        assert histogram.get_max_value() >= 99_000
 
 
 def test_http_user_requests_are_counted_and_time_out_too(

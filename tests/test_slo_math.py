@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from inoculate.steady_state.samples import (
     EndpointSecond,
     SliSample,
+    decode_histogram,
     encode_histogram,
+    merge_samples,
     new_histogram,
 )
 from inoculate.steady_state.slo import (
@@ -458,3 +460,221 @@ def test_per_second_values_agree_with_one_second_windows(raw) -> None:
     for value in per_second_values(slo, samples):
         verdict = evaluate_slo(one_second, samples, value.t)
         assert (value.value, value.met) == (verdict.value, verdict.met)
+
+
+# ----------------------------------------------------------------------------- issue 9
+# Stalled seconds for availability, requests in flight past a latency threshold, throughput
+# of successful requests (the definitions are in inoculate.steady_state.slo's docstring).
+
+
+def stalled(t: int, started: int, endpoint: str = EP) -> SliSample:
+    part = EndpointSecond(started=started, completed=0, stalled=started)
+    return SliSample(t=t, endpoints={endpoint: part})
+
+
+def with_overdue(t: int, values_us: list[int], ages_us: list[int]) -> SliSample:
+    part = EndpointSecond(
+        started=len(values_us),
+        completed=len(values_us),
+        hist=hist_of(values_us),
+        overdue=hist_of(ages_us),
+    )
+    return SliSample(t=t, endpoints={EP: part})
+
+
+def test_a_stalled_second_counts_against_availability_once() -> None:
+    healthy = counts(END - 1, 100)
+    frozen = stalled(END, 10)
+    verdict = evaluate_slo(availability(99.0), [healthy, frozen], END)
+    assert verdict.value == pytest.approx(100 * 100 / 110)
+    assert verdict.met is False and verdict.requests == 110
+    assert "10 requests unanswered in seconds that answered none" in (verdict.reason or "")
+    # The stalled requests time out a second later: failures, but late ones, already judged.
+    timeouts = SliSample(
+        t=END + 1,
+        endpoints={
+            EP: EndpointSecond(started=100, completed=110, failures=10, late=10, late_failures=10)
+        },
+    )
+    later = evaluate_slo(availability(99.0), [healthy, frozen, timeouts], END + 1)
+    assert later.value == pytest.approx(100 * 200 / 210) and later.requests == 210
+    # Once the stalled second has left the window, its late answers count for nothing.
+    only_late = evaluate_slo(availability(99.0, window_s=1), [timeouts], END + 1)
+    assert only_late.value == 100.0 and only_late.requests == 100
+
+
+def test_a_window_of_stalled_seconds_only_is_zero_percent() -> None:
+    verdict = evaluate_slo(availability(), [stalled(END - 1, 8), stalled(END, 9)], END)
+    assert (verdict.value, verdict.met, verdict.requests) == (0.0, False, 17)
+    assert verdict.reason != NO_REQUESTS
+
+
+def test_requests_in_flight_past_the_threshold_count_against_latency() -> None:
+    fast = [10_000] * 95
+    # 5 of 100 slow: p95 is still fast (rank 95), and the budget is spent exactly.
+    met = evaluate_slo(latency(95, 600), [with_overdue(END, fast, [800_000] * 5)], END)
+    assert met.met is True and met.requests == 100 and met.burn_rate == pytest.approx(1.0)
+    # 6 of 101: p95 falls on a request that has been in flight for 800 ms so far.
+    breached = evaluate_slo(latency(95, 600), [with_overdue(END, fast, [800_000] * 6)], END)
+    assert breached.met is False
+    assert 800.0 <= breached.value <= 800.0 * (1 + HDR_RELATIVE_PRECISION)
+    assert "6 of them still in flight after 600 ms" in (breached.reason or "")
+    # Ages at or under the threshold are in flight but not late yet.
+    young = evaluate_slo(latency(95, 600), [with_overdue(END, fast, [500_000] * 50)], END)
+    assert young.met is True and young.requests == 95
+
+
+def test_only_the_last_second_of_the_window_says_what_is_in_flight() -> None:
+    # In flight at the end of END - 1, answered (fast, for the sake of the example) in END.
+    earlier = with_overdue(END - 1, [10_000] * 50, [900_000] * 40)
+    now = latencies(END, [10_000] * 50)
+    verdict = evaluate_slo(latency(95, 600), [earlier, now], END)
+    assert verdict.met is True and verdict.requests == 100
+    one_second = evaluate_slo(latency(95, 600, window_s=1), [earlier], END - 1)
+    assert one_second.met is False and one_second.requests == 90
+
+
+def test_throughput_counts_successful_requests_unless_asked_for_all() -> None:
+    outage = [counts(END - i, 100, failures=100) for i in range(5)]
+    successful = ThroughputSlo(name="t", min_rps=40, window_s=5, endpoint=EP)
+    everything = successful.model_copy(update={"count": "all"})
+    verdict = evaluate_slo(successful, outage, END)
+    assert (verdict.value, verdict.met, verdict.requests) == (0.0, False, 0)
+    assert (
+        verdict.reason == "throughput 0.00 req/s of successful requests is below the floor 40 req/s"
+    )
+    assert evaluate_slo(everything, outage, END).value == 100.0
+    assert evaluate_slo(everything, outage, END).met is True
+    [parsed] = parse_slos([{"name": "t", "sli": "throughput", "min_rps": 1}])
+    assert parsed.count == "successful"
+    with pytest.raises(ValidationError, match="'successful' or 'all'"):
+        parse_slos([{"name": "t", "sli": "throughput", "min_rps": 1, "count": "good"}])
+
+
+def test_old_sample_lines_read_with_the_new_fields_at_zero() -> None:
+    old = '{"endpoints":{"GET /products":{"completed":3,"failures":1,"hist":"","started":4}},"t":7}'
+    sample = SliSample.from_line(old)
+    part = sample.endpoints[EP]
+    assert (part.stalled, part.late, part.late_failures, part.overdue) == (0, 0, 0, "")
+    assert sample.dropped_arrivals == 0
+    assert sample.to_line() == old  # a healthy line is written as it always was
+
+
+endpoint_seconds = st.builds(
+    EndpointSecond,
+    started=st.integers(0, 1000),
+    completed=st.integers(0, 1000),
+    failures=st.integers(0, 1000),
+    hist=st.lists(latency_us, max_size=5).map(hist_of),
+    stalled=st.integers(0, 1000),
+    late=st.integers(0, 1000),
+    late_failures=st.integers(0, 1000),
+    overdue=st.lists(latency_us, max_size=5).map(hist_of),
+)
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.sampled_from([EP, OTHER]), endpoint_seconds), st.integers(0, 50))
+def test_sample_lines_round_trip(endpoints, dropped) -> None:
+    sample = SliSample(t=END, endpoints=endpoints, dropped_arrivals=dropped)
+    assert SliSample.from_line(sample.to_line()) == sample
+
+
+@settings(deadline=None)
+@given(endpoint_seconds, endpoint_seconds, st.integers(0, 9), st.integers(0, 9))
+def test_merging_two_processes_adds_every_field(a, b, dropped_a, dropped_b) -> None:
+    [merged] = merge_samples(
+        [SliSample(END, {EP: a}, dropped_a), SliSample(END, {EP: b}, dropped_b)]
+    )
+    part = merged.endpoints[EP]
+    for name in ("started", "completed", "failures", "stalled", "late", "late_failures"):
+        assert getattr(part, name) == getattr(a, name) + getattr(b, name)
+    for name in ("hist", "overdue"):
+        total = sum(decode_histogram(getattr(x, name)).get_total_count() for x in (a, b))
+        assert decode_histogram(getattr(part, name)).get_total_count() == total
+    assert merged.dropped_arrivals == dropped_a + dropped_b
+
+
+@given(seconds_of_counts, st.data())
+def test_a_stalled_request_never_raises_availability(seconds, data) -> None:
+    samples = count_samples(seconds)
+    before = evaluate_slo(availability(), samples, END)
+    index = data.draw(st.integers(0, len(samples) - 1))
+    part = samples[index].endpoints[EP]
+    more = st.integers(1, 50)
+    samples[index] = SliSample(
+        samples[index].t,
+        {EP: EndpointSecond(part.started, part.completed, part.failures, stalled=data.draw(more))},
+    )
+    after = evaluate_slo(availability(), samples, END)
+    assert after.value is not None and after.value < 100
+    assert before.value is None or after.value <= before.value
+    assert after.requests > before.requests
+
+
+@given(seconds_of_counts, st.data())
+def test_late_answers_leave_availability_unchanged(seconds, data) -> None:
+    samples = count_samples(seconds)
+    before = evaluate_slo(availability(), samples, END)
+    index = data.draw(st.integers(0, len(samples) - 1))
+    late = data.draw(st.integers(1, 50))
+    late_failures = data.draw(st.integers(0, late))
+    part = samples[index].endpoints[EP]
+    samples[index] = SliSample(
+        samples[index].t,
+        {
+            EP: EndpointSecond(
+                part.started,
+                part.completed + late,
+                part.failures + late_failures,
+                late=late,
+                late_failures=late_failures,
+            )
+        },
+    )
+    after = evaluate_slo(availability(), samples, END)
+    assert (after.value, after.met, after.requests) == (before.value, before.met, before.requests)
+
+
+@settings(deadline=None)
+@given(
+    st.lists(latency_us, max_size=100),
+    st.lists(latency_us, max_size=100),
+    percentiles,
+    st.sampled_from([50.0, 300.0, 600.0, 2000.0]),
+)
+def test_latency_with_requests_in_flight_matches_brute_force(done, ages, pct, threshold_ms):
+    """The window's latencies are the answered requests' plus the ages of those still in
+    flight past the threshold (by the HDR bucket rule), as one nearest-rank percentile."""
+    verdict = evaluate_slo(latency(pct, threshold_ms), [with_overdue(END, done, ages)], END)
+    histogram = new_histogram()
+    first_slow = histogram.get_counts_array_index(int(threshold_ms * 1000))
+    if histogram.get_highest_equivalent_value(int(threshold_ms * 1000)) <= threshold_ms * 1000:
+        first_slow += 1
+    past = [a for a in ages if histogram.get_counts_array_index(a) >= first_slow]
+    everything = done + past
+    if not everything:
+        assert verdict.reason == NO_REQUESTS
+        return
+    assert verdict.requests == len(everything)
+    exact_us = nearest_rank(everything, pct)
+    reported_us = round(verdict.value * 1000)
+    assert exact_us <= reported_us <= exact_us * (1 + HDR_RELATIVE_PRECISION)
+    without = evaluate_slo(latency(pct, threshold_ms), [latencies(END, done)], END)
+    if done:  # a request in flight past the threshold never makes a window healthier
+        assert verdict.burn_rate >= without.burn_rate
+        assert without.met or not verdict.met
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=10),
+    st.floats(0.1, 200),
+)
+def test_successful_throughput_never_exceeds_all(seconds, min_rps) -> None:
+    samples = [counts(END - i, c, min(f, c)) for i, (c, f) in enumerate(seconds)]
+    successful = ThroughputSlo(name="t", min_rps=min_rps, window_s=10, endpoint=EP)
+    everything = successful.model_copy(update={"count": "all"})
+    a, b = evaluate_slo(successful, samples, END), evaluate_slo(everything, samples, END)
+    assert a.value == pytest.approx(sum(c - min(f, c) for c, f in seconds) / 10)
+    assert a.value <= b.value
+    assert not a.met or b.met

@@ -2,7 +2,9 @@
 
 This module runs in the runner's process and must never ``import locust`` (that would
 gevent-monkey-patch the runner). Locust runs as ``python -m locust`` with our plugin
-(``extensions/locust_plugin.py``) attached; each Locust process that runs users writes one
+(``locust_plugin.py``) attached, and under the open model with ``open_model.py`` too, whose
+``OpenArrivals`` is then the only User class Locust runs; each Locust process that runs users
+writes one
 ``SliSample`` line per second to ``<run_dir>/load/sli-<pid>.jsonl``. A collector thread here
 tails those files, merges each second across processes and appends it to
 ``<run_dir>/sli.jsonl``, usually about 0.1 s after the second ended.
@@ -26,21 +28,41 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
 import psutil
 
-from inoculate.load.lifetime import PARENT_PID_ENV, REQUEST_TIMEOUT_ENV, SLI_DIR_ENV
+from inoculate.load.lifetime import (
+    EXPECTED_INTERVAL_ENV,
+    LATENCY_THRESHOLDS_ENV,
+    LOAD_MODEL_ENV,
+    OPEN_MAX_IN_FLIGHT_ENV,
+    OPEN_RATE_ENV,
+    OPEN_TAGS_ENV,
+    OPEN_USER_CLASSES_ENV,
+    PARENT_PID_ENV,
+    REQUEST_TIMEOUT_ENV,
+    SLI_DIR_ENV,
+)
+from inoculate.load.recording import format_thresholds
 from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import LoadError, LocustFailedError
 from inoculate.model.layout import LOAD_DIR, LOCUST_LOG_FILE, SAMPLES_FILE
 from inoculate.steady_state.samples import SliSample, merge_samples
 
-__all__ = ["COLLECT_GRACE_S", "LocustLoad", "SecondMerger", "locust_command"]
+__all__ = [
+    "COLLECT_GRACE_S",
+    "LocustLoad",
+    "SecondMerger",
+    "locust_command",
+    "locust_environment",
+]
 
 PLUGIN_PATH = Path(__file__).resolve().with_name("locust_plugin.py")
+OPEN_MODEL_PATH = Path(__file__).resolve().with_name("open_model.py")
+OPEN_MODEL_USER = "OpenArrivals"
 # How long after a second has ended the collector waits for a slow writer before merging
 # without it; with the writers' own ~5 ms delay this bounds a line's lateness to ~t+1.35 s.
 COLLECT_GRACE_S = 0.3
@@ -53,11 +75,24 @@ logger = logging.getLogger(__name__)
 def locust_command(
     spec: LoadSpec, host: str, log_file: Path, master_port: int | None = None
 ) -> list[str]:
-    """Return the Locust command line for ``spec`` (``master_port`` is needed when forking)."""
-    command = [sys.executable, "-m", "locust", *spec.user_classes]
-    command += ["-f", f"{Path(spec.locustfile).resolve()},{PLUGIN_PATH}"]
+    """Return the Locust command line for ``spec`` (``master_port`` is needed when forking).
+
+    Under the open model Locust runs one ``OpenArrivals`` per process, which draws the
+    locustfile's tasks itself; the user classes and tags it may draw from go through the
+    environment (:func:`locust_environment`), since on the command line Locust would apply
+    them to ``OpenArrivals``.
+    """
+    locustfile = Path(spec.locustfile).resolve()
+    if spec.model == "open":
+        command = [sys.executable, "-m", "locust", OPEN_MODEL_USER]
+        command += ["-f", f"{locustfile},{PLUGIN_PATH},{OPEN_MODEL_PATH}"]
+        users, spawn_rate = spec.processes, float(spec.processes)
+    else:
+        command = [sys.executable, "-m", "locust", *spec.user_classes]
+        command += ["-f", f"{locustfile},{PLUGIN_PATH}"]
+        users, spawn_rate = spec.users, spec.spawn_rate
     command += ["--headless", "--only-summary", "--host", host]
-    command += ["--users", str(spec.users), "--spawn-rate", str(spec.spawn_rate)]
+    command += ["--users", str(users), "--spawn-rate", str(spawn_rate)]
     command += ["--run-time", f"{math.ceil(spec.max_duration_s)}s", "--logfile", str(log_file)]
     if spec.processes > 1:
         if master_port is None:
@@ -66,9 +101,39 @@ def locust_command(
         # on a port of its own so that two runs never collide.
         command += ["--processes", str(spec.processes), "--master-bind-host", "127.0.0.1"]
         command += ["--master-bind-port", str(master_port), "--master-port", str(master_port)]
-    if spec.tags:
+    if spec.tags and spec.model == "closed":
         command += ["--tags", *spec.tags]
     return command
+
+
+def locust_environment(
+    spec: LoadSpec, writers_dir: Path, latency_thresholds_ms: Iterable[float] = ()
+) -> dict[str, str]:
+    """The environment of the Locust process: ours, without the caller's ``LOCUST_*``.
+
+    ``latency_thresholds_ms``: the run's latency SLO thresholds, whose in-flight levels the
+    plugin writes. Under the open model each process gets its share of the rate and of the
+    in-flight bound.
+    """
+    # LOCUST_* variables of the caller's environment would silently change the run (e.g.
+    # LOCUST_PROCESSES): the command line is the whole configuration.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env[SLI_DIR_ENV] = str(writers_dir)
+    env[PARENT_PID_ENV] = str(os.getpid())
+    env[REQUEST_TIMEOUT_ENV] = repr(spec.request_timeout_s)
+    env[LATENCY_THRESHOLDS_ENV] = format_thresholds(latency_thresholds_ms)
+    env[LOAD_MODEL_ENV] = spec.model
+    if spec.model == "open":
+        assert spec.rate_rps is not None  # the spec's validator requires it
+        env[OPEN_RATE_ENV] = repr(spec.rate_rps / spec.processes)
+        env[OPEN_MAX_IN_FLIGHT_ENV] = str(spec.in_flight_bound // spec.processes)
+        env[OPEN_USER_CLASSES_ENV] = ",".join(spec.user_classes)
+        env[OPEN_TAGS_ENV] = ",".join(spec.tags)
+    else:
+        interval = spec.expected_interval_ms
+        env[EXPECTED_INTERVAL_ENV] = "" if interval is None else repr(float(interval))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 class SecondMerger:
@@ -121,7 +186,15 @@ class SecondMerger:
         return ready
 
     def _release(self, t: int) -> SliSample:
-        parts = self._pending.pop(t) + [SliSample(t, s.endpoints) for s in self._late]
+        # A late second's counts move to this one; its levels (requests overdue at its end)
+        # are stale by now and would be counted twice, so they are left out.
+        late = [
+            SliSample(
+                t, {k: v.without_levels() for k, v in s.endpoints.items()}, s.dropped_arrivals
+            )
+            for s in self._late
+        ]
+        parts = self._pending.pop(t) + late
         self._late.clear()
         self._released_through = t
         return merge_samples(parts)[0]
@@ -238,12 +311,14 @@ class LocustLoad:
         on_sample: Callable[[SliSample], None] | None = None,
         *,
         extra_args: Sequence[str] = (),
+        latency_thresholds_ms: Iterable[float] = (),
     ) -> None:
         """Start Locust against ``host`` and stream merged samples to ``run_dir/sli.jsonl``.
 
         ``host`` is the resolved base URL (``spec.host`` or the system's URL). ``on_sample``
         is called from the collector thread with each merged second. ``extra_args`` are added
-        to Locust's command line (e.g. ``--csv`` for a benchmark).
+        to Locust's command line (e.g. ``--csv`` for a benchmark). ``latency_thresholds_ms``:
+        the run's latency SLO thresholds (requests in flight past them count against them).
         """
         if self._process is not None:
             raise LoadError("this LocustLoad was already started; use a new one for another run")
@@ -256,7 +331,8 @@ class LocustLoad:
         self._log_file = run_dir / LOCUST_LOG_FILE
         master_port = _free_loopback_port() if spec.processes > 1 else None
         command = [*locust_command(spec, host, self._log_file, master_port), *extra_args]
-        self._process = _spawn(command, _locust_env(writers_dir, spec), run_dir, self._log_file)
+        env = locust_environment(spec, writers_dir, latency_thresholds_ms)
+        self._process = _spawn(command, env, run_dir, self._log_file)
         logger.info("started Locust (pid %d): %s", self._process.pid, " ".join(command))
         self._collector = _Collector(
             writers_dir,
@@ -372,17 +448,6 @@ def _check_locustfile(locustfile: Path) -> None:
         raise LoadError(
             f"locustfile {locustfile} has a syntax error at line {exc.lineno}: {exc.msg}"
         ) from exc
-
-
-def _locust_env(writers_dir: Path, spec: LoadSpec) -> dict[str, str]:
-    # LOCUST_* variables of the caller's environment would silently change the run (e.g.
-    # LOCUST_PROCESSES): the command line is the whole configuration.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env[SLI_DIR_ENV] = str(writers_dir)
-    env[PARENT_PID_ENV] = str(os.getpid())
-    env[REQUEST_TIMEOUT_ENV] = repr(spec.request_timeout_s)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _spawn(

@@ -14,12 +14,39 @@ import os
 import signal
 import sys
 
-__all__ = ["PARENT_PID_ENV", "REQUEST_TIMEOUT_ENV", "SLI_DIR_ENV", "die_with_parent"]
+__all__ = [
+    "EXPECTED_INTERVAL_ENV",
+    "LATENCY_THRESHOLDS_ENV",
+    "LOAD_MODEL_ENV",
+    "OPEN_MAX_IN_FLIGHT_ENV",
+    "OPEN_RATE_ENV",
+    "OPEN_TAGS_ENV",
+    "OPEN_USER_CLASSES_ENV",
+    "PARENT_PID_ENV",
+    "REQUEST_TIMEOUT_ENV",
+    "SLI_DIR_ENV",
+    "die_with_parent",
+]
 
 # The environment the driver hands the Locust plugin (its whole contract besides argv).
 PARENT_PID_ENV = "INOCULATE_PARENT_PID"
 SLI_DIR_ENV = "INOCULATE_SLI_DIR"
 REQUEST_TIMEOUT_ENV = "INOCULATE_REQUEST_TIMEOUT_S"
+# The latency thresholds of the run's SLOs, in ms, comma-separated ("300.0,600.0"): the
+# plugin writes the requests in flight past each, per second and endpoint.
+LATENCY_THRESHOLDS_ENV = "INOCULATE_LATENCY_THRESHOLDS_MS"
+# "closed" (Locust's users) or "open" (arrivals at a rate, open_model.py).
+LOAD_MODEL_ENV = "INOCULATE_LOAD_MODEL"
+# Closed model: the expected interval between a user's requests, in ms, for
+# coordinated-omission correction; empty: derived from the users' wait time; "0": none.
+EXPECTED_INTERVAL_ENV = "INOCULATE_EXPECTED_INTERVAL_MS"
+# Open model, per Locust process that runs users: arrivals per second, the in-flight bound,
+# and which of the locustfile's User classes and tags to draw tasks from (comma-separated;
+# empty: all of them).
+OPEN_RATE_ENV = "INOCULATE_OPEN_RATE_RPS"
+OPEN_MAX_IN_FLIGHT_ENV = "INOCULATE_OPEN_MAX_IN_FLIGHT"
+OPEN_USER_CLASSES_ENV = "INOCULATE_OPEN_USER_CLASSES"
+OPEN_TAGS_ENV = "INOCULATE_OPEN_TAGS"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 

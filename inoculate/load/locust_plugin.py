@@ -11,9 +11,16 @@ What it does in each Locust process that runs users (``LocalRunner`` or ``Worker
 not the ``--processes`` master, which runs none):
 
 - counts every request *started* (by wrapping the ``request`` method of Locust's
-  ``FastHttpSession`` and ``HttpSession``) and every request *completed* or *failed* (from
-  Locust's ``request`` event), per second and per endpoint ``"<METHOD> <name>"``;
-- records each completed request's latency in microseconds into that second's HDR histogram;
+  ``FastHttpSession`` and ``HttpSession``), keeps it *in flight* until that method returns,
+  and counts every request *completed* or *failed* (from Locust's ``request`` event), per
+  second and per endpoint ``"<METHOD> <name>"`` (the bookkeeping is
+  :class:`inoculate.load.recording.SecondRecorder`);
+- records each completed request's latency in microseconds into that second's HDR histogram,
+  with coordinated-omission correction under the closed model when an expected interval is
+  declared (env ``INOCULATE_EXPECTED_INTERVAL_MS``) or derived from the users' wait time;
+- writes, per second, the requests in flight past each latency threshold of the run (env
+  ``INOCULATE_LATENCY_THRESHOLDS_MS``), the requests that stalled, and the open model's
+  dropped arrivals (the event :data:`~inoculate.load.recording.DROPPED_ARRIVAL_EVENT`);
 - applies explicit client timeouts (env ``INOCULATE_REQUEST_TIMEOUT_S``, default 2 s) so that
   a blackholed service produces failures instead of requests that hang for Locust's default
   60 s;
@@ -42,37 +49,39 @@ import functools
 import logging
 import math
 import os
+import statistics
 import time
+import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
-from hdrh.histogram import HdrHistogram
 from locust import events
 from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.env import Environment
+from locust.event import EventHook
 from locust.runners import LocalRunner, WorkerRunner
 
 from inoculate.load.lifetime import (
+    EXPECTED_INTERVAL_ENV,
+    LATENCY_THRESHOLDS_ENV,
+    LOAD_MODEL_ENV,
     PARENT_PID_ENV,
     REQUEST_TIMEOUT_ENV,
     SLI_DIR_ENV,
     die_with_parent,
 )
-from inoculate.steady_state.samples import (
-    HIST_HIGHEST_US,
-    HIST_LOWEST_US,
-    EndpointSecond,
-    SliSample,
-    encode_histogram,
-    new_histogram,
+from inoculate.load.recording import (
+    DROPPED_ARRIVAL_EVENT,
+    InFlightRequest,
+    SecondRecorder,
+    parse_thresholds,
 )
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT_S", "SecondRecorder", "endpoint_key"]
+__all__ = ["DEFAULT_REQUEST_TIMEOUT_S", "endpoint_key"]
 
 DEFAULT_REQUEST_TIMEOUT_S = 2.0
 # Wake a few milliseconds after the second boundary so that the second is really over.
@@ -89,82 +98,35 @@ def endpoint_key(method: str | bytes, name: str) -> str:
     return f"{method.upper()} {name}"
 
 
-@dataclass
-class _EndpointCounts:
-    started: int = 0
-    completed: int = 0
-    failures: int = 0
-    # Created on the first completion only: most (endpoint, second) slots of a blackhole
-    # have none, and an empty histogram costs ~80 µs to allocate.
-    histogram: HdrHistogram | None = None
+class _Pending:
+    """The requests each greenlet started and Locust has not reported yet.
 
-    def to_endpoint_second(self) -> EndpointSecond:
-        hist = encode_histogram(self.histogram) if self.histogram is not None else ""
-        return EndpointSecond(self.started, self.completed, self.failures, hist)
-
-
-@dataclass
-class SecondRecorder:
-    """Per-second, per-endpoint counts and latency histograms, written as JSON lines.
-
-    Seconds are Unix seconds. A second is written once, after it has ended; an event that
-    arrives for an already written second (it ended a hair before the boundary but was
-    reported after the flush) is counted in the oldest second still open, so no request is
-    ever lost or written twice.
+    Locust reports a request (its ``request`` event) in the greenlet that made it, at the
+    end of ``request`` or, with ``catch_response``, when the response's block exits: the
+    completion is matched to its start there, so that a stalled request's completion is
+    known to be late.
     """
 
-    out: TextIO
-    next_second: int
-    _seconds: dict[int, dict[str, _EndpointCounts]] = field(default_factory=dict)
-    # Every endpoint seen so far, so that a silent second still lists it with zeros.
-    _known_endpoints: dict[str, None] = field(default_factory=dict)
-    _closed: bool = False
+    _MAX_PER_GREENLET = 64  # a greenlet whose events never came must not grow forever
 
-    def _counts(self, at: float, key: str) -> _EndpointCounts:
-        second = max(int(at), self.next_second)
-        by_endpoint = self._seconds.setdefault(second, {})
-        counts = by_endpoint.get(key)
-        if counts is None:
-            counts = by_endpoint[key] = _EndpointCounts()
-            self._known_endpoints.setdefault(key, None)
-        return counts
+    def __init__(self) -> None:
+        self._by_greenlet: weakref.WeakKeyDictionary[Any, list[InFlightRequest]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def record_start(self, key: str, at: float) -> None:
-        """Count one request of ``key`` started at Unix time ``at``."""
-        if not self._closed:
-            self._counts(at, key).started += 1
+    def push(self, request: InFlightRequest) -> None:
+        pending = self._by_greenlet.setdefault(gevent.getcurrent(), [])
+        pending.append(request)
+        del pending[: -self._MAX_PER_GREENLET]
 
-    def record_completion(self, key: str, ended_at: float, latency_us: int, failed: bool) -> None:
-        """Count one request of ``key`` that ended at ``ended_at``, with its latency."""
-        if self._closed:
-            return
-        counts = self._counts(ended_at, key)
-        counts.completed += 1
-        if failed:
-            counts.failures += 1
-        if counts.histogram is None:
-            counts.histogram = new_histogram()
-        counts.histogram.record_value(min(max(latency_us, HIST_LOWEST_US), HIST_HIGHEST_US))
-
-    def flush_before(self, second: int) -> None:
-        """Write one line for every unwritten second before ``second``, then flush the file."""
-        if self._closed or second <= self.next_second:
-            return
-        for t in range(self.next_second, second):
-            slots = self._seconds.pop(t, {})
-            endpoints = {
-                key: (slots[key].to_endpoint_second() if key in slots else EndpointSecond())
-                for key in self._known_endpoints
-            }
-            self.out.write(SliSample(t=t, endpoints=endpoints).to_line() + "\n")
-        self.next_second = second
-        self.out.flush()
-
-    def close(self, now: float) -> None:
-        """Write everything up to and including the current, partial second; close the file."""
-        self.flush_before(int(now) + 1)
-        self._closed = True
-        self.out.close()
+    def pop(self, key: str) -> InFlightRequest | None:
+        pending = self._by_greenlet.get(gevent.getcurrent())
+        if not pending:
+            return None
+        for index, request in enumerate(pending):
+            if request.key == key:
+                return pending.pop(index)
+        return None
 
 
 def _request_timeout_from_env() -> float:
@@ -178,6 +140,46 @@ def _request_timeout_from_env() -> float:
     if not math.isfinite(timeout_s) or timeout_s <= 0:
         raise ValueError(f"{REQUEST_TIMEOUT_ENV}={raw!r} must be a positive number of seconds")
     return timeout_s
+
+
+def _expected_interval_us(environment: Environment) -> float | None:
+    """The closed model's expected interval between a user's requests, in microseconds.
+
+    Declared (``INOCULATE_EXPECTED_INTERVAL_MS``; ``0`` switches the correction off), or
+    derived: the shortest mean ``wait_time`` among the user classes that run, sampled from
+    each class's wait-time function (``constant`` and ``between`` derive; a wait time that
+    needs a running user, like ``constant_pacing``, does not). None: no correction.
+    """
+    if os.environ.get(LOAD_MODEL_ENV, "closed") != "closed":
+        return None  # the open model starts requests on schedule: nothing was omitted
+    raw = os.environ.get(EXPECTED_INTERVAL_ENV, "")
+    if raw:
+        interval_ms = float(raw)
+        return interval_ms * 1000 if math.isfinite(interval_ms) and interval_ms > 0 else None
+    means = [m for m in map(_mean_wait_s, environment.user_classes) if m is not None and m > 0]
+    if not means:
+        logger.warning(
+            "inoculate: no expected interval could be derived from the users' wait_time; "
+            "latencies are recorded without coordinated-omission correction "
+            "(declare load.expected_interval_ms)"
+        )
+        return None
+    interval_us = min(means) * 1_000_000
+    logger.info(
+        "inoculate: coordinated-omission correction, expected interval %.1f ms", interval_us / 1000
+    )
+    return interval_us
+
+
+def _mean_wait_s(user_class: type) -> float | None:
+    wait_time = getattr(user_class, "wait_time", None)
+    if not callable(wait_time):
+        return None
+    try:
+        waits = [float(wait_time(None)) for _ in range(200)]
+    except Exception:  # a wait time that needs a running user instance
+        return None
+    return statistics.fmean(waits) if all(math.isfinite(w) and w >= 0 for w in waits) else None
 
 
 def _apply_fasthttp_timeouts(user_classes: Iterable[type], timeout_s: float) -> None:
@@ -209,9 +211,11 @@ def _wrap_request(
     session_class: type,
     start_name: Callable[[Any, Any, str | None], str],
     recorder: SecondRecorder | None,
+    pending: _Pending | None,
     default_timeout_s: float | None,
 ) -> None:
-    """Count request starts of ``session_class`` (and give its requests a default timeout).
+    """Count request starts of ``session_class``, keep each in flight until ``request``
+    returns (and give its requests a default timeout).
 
     Locust fires an event only when a request *ends*; a blackholed request never ends until
     its timeout, so the start has to be seen where the request is made: in the session's
@@ -223,12 +227,18 @@ def _wrap_request(
 
     @functools.wraps(original)
     def request(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
-        if recorder is not None:
-            name = args[0] if args else kwargs.get("name")
-            recorder.record_start(endpoint_key(method, start_name(self, url, name)), time.time())
         if default_timeout_s is not None:
             kwargs.setdefault("timeout", default_timeout_s)
-        return original(self, method, url, *args, **kwargs)
+        if recorder is None or pending is None:
+            return original(self, method, url, *args, **kwargs)
+        name = args[0] if args else kwargs.get("name")
+        key = endpoint_key(method, start_name(self, url, name))
+        in_flight = recorder.record_start(key, time.time())
+        pending.push(in_flight)
+        try:
+            return original(self, method, url, *args, **kwargs)
+        finally:
+            recorder.record_answer(in_flight)
 
     setattr(request, _WRAPPED_MARK, True)
     session_class.request = request
@@ -236,6 +246,7 @@ def _wrap_request(
 
 def _on_request(
     recorder: SecondRecorder,
+    pending: _Pending,
     request_type: str | bytes,
     name: str,
     response_time: float | None,
@@ -246,8 +257,9 @@ def _on_request(
     latency_ms = response_time or 0.0
     # The request ended at start + duration; the event may fire later (catch_response blocks).
     ended_at = start_time + latency_ms / 1000 if start_time is not None else time.time()
+    key = endpoint_key(request_type, name)
     recorder.record_completion(
-        endpoint_key(request_type, name), ended_at, round(latency_ms * 1000), exception is not None
+        key, ended_at, round(latency_ms * 1000), exception is not None, pending.pop(key)
     )
 
 
@@ -261,10 +273,20 @@ def _flush_every_second(recorder: SecondRecorder) -> None:
 def _start_recording(environment: Environment, sli_dir: Path, timeout_s: float) -> None:
     sli_dir.mkdir(parents=True, exist_ok=True)
     out = (sli_dir / f"sli-{os.getpid()}.jsonl").open("a", encoding="utf-8")
-    recorder = SecondRecorder(out=out, next_second=int(time.time()))
-    _wrap_request(FastHttpSession, _fasthttp_start_name, recorder, None)
-    _wrap_request(HttpSession, _http_start_name, recorder, timeout_s)
-    environment.events.request.add_listener(functools.partial(_on_request, recorder))
+    recorder = SecondRecorder(
+        out=out,
+        next_second=int(time.time()),
+        thresholds_ms=parse_thresholds(os.environ.get(LATENCY_THRESHOLDS_ENV, "")),
+        expected_interval_us=_expected_interval_us(environment),
+    )
+    pending = _Pending()
+    _wrap_request(FastHttpSession, _fasthttp_start_name, recorder, pending, None)
+    _wrap_request(HttpSession, _http_start_name, recorder, pending, timeout_s)
+    environment.events.request.add_listener(functools.partial(_on_request, recorder, pending))
+    # The open model (open_model.py) reports the arrivals it drops through this event.
+    dropped = EventHook()
+    dropped.add_listener(lambda at, **_: recorder.record_dropped(at))
+    setattr(environment.events, DROPPED_ARRIVAL_EVENT, dropped)
     # Started at init rather than test_start so that the stream has no gap while a worker
     # waits for its master, and so that every process reports from its first second.
     flusher = gevent.spawn(_flush_every_second, recorder)
@@ -293,12 +315,14 @@ def _die_with_parent(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     _die_with_parent(environment)
     timeout_s = _request_timeout_from_env()
-    _apply_fasthttp_timeouts(environment.user_classes, timeout_s)
+    # The open model runs the locustfile's classes without Locust spawning them.
+    available = (environment.available_user_classes or {}).values()
+    _apply_fasthttp_timeouts([*environment.user_classes, *available], timeout_s)
     if not isinstance(environment.runner, LocalRunner | WorkerRunner):
         return  # a --processes master runs no users: its workers record
     sli_dir = os.environ.get(SLI_DIR_ENV)
     if not sli_dir:
         logger.warning("inoculate: %s is not set, SLI samples are not recorded", SLI_DIR_ENV)
-        _wrap_request(HttpSession, _http_start_name, None, timeout_s)
+        _wrap_request(HttpSession, _http_start_name, None, None, timeout_s)
         return
     _start_recording(environment, Path(sli_dir), timeout_s)

@@ -9,6 +9,9 @@ rules (:mod:`inoculate.model.verdict`).
 
 Fields keep their version-1 names. Since version 2 a fault carries its stable ``kind``
 (``process:kill``); ``fault`` holds the same value (it held a module path in version 1).
+Since issue 9 each SLO says which load model measured it (``load_model``) and the summary
+describes the load (``load``: model, rate or users, dropped arrivals); both are absent
+(None) in older summaries and in summaries derived from plain journals.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "FaultSummary",
     "FirstBreach",
     "Hypothesis",
+    "LoadSummary",
     "MethodWindow",
     "RunSummary",
     "SloSummary",
@@ -97,6 +101,7 @@ class SloSummary(_Part):
     first_breach: FirstBreach | None = None
     met_before: bool | None = None
     met_after: bool | None = None
+    load_model: str | None = None  # "open" or "closed": the load that measured this SLO
 
 
 class FaultSummary(_Part):
@@ -128,6 +133,47 @@ class FaultSummary(_Part):
         if isinstance(data, Mapping) and not data.get("kind") and data.get("fault"):
             return {**data, "kind": normalize_kind(str(data["fault"]))}
         return data
+
+
+class LoadSummary(_Part):
+    """The load that measured the SLOs, and what it could not send."""
+
+    model: str = "closed"
+    users: int | None = None
+    rate_rps: float | None = None
+    max_in_flight: int | None = None
+    # Closed model: the declared expected interval (None: derived from the users' wait time
+    # inside Locust; 0: no coordinated-omission correction).
+    expected_interval_ms: float | None = None
+    dropped_arrivals: int = 0
+    dropped_arrivals_during_method: int = 0
+
+    @property
+    def description(self) -> str:
+        """The load in words, for reports."""
+        if self.model == "open":
+            bound = f", at most {self.max_in_flight} in flight" if self.max_in_flight else ""
+            text = f"open model: {self.rate_rps:g} arrivals per second whatever the answers{bound}"
+            if self.dropped_arrivals:
+                text += (
+                    f"; {self.dropped_arrivals} arrivals dropped at that bound "
+                    f"({self.dropped_arrivals_during_method} during the method)"
+                )
+            return text
+        users = f"{self.users} users" if self.users is not None else "users"
+        if self.expected_interval_ms == 0:
+            correction = "latencies not corrected for coordinated omission"
+        elif self.expected_interval_ms is None:
+            correction = (
+                "latencies corrected for coordinated omission (expected interval: the "
+                "users' wait time)"
+            )
+        else:
+            correction = (
+                "latencies corrected for coordinated omission (expected interval "
+                f"{self.expected_interval_ms:g} ms)"
+            )
+        return f"closed model: {users} waiting for their answers; {correction}"
 
 
 class Hypothesis(_Part):
@@ -171,6 +217,7 @@ class RunSummary(_Part):
     # the rollbacks), `fresh` false when no full window came within the documented bound.
     before_state_window: dict[str, Any] | None = None
     after_state_window: dict[str, Any] | None = None
+    load: LoadSummary | None = None
 
     @property
     def method_window(self) -> tuple[float, float] | None:

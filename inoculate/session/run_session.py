@@ -38,6 +38,7 @@ from inoculate.experiment.spec import (
 from inoculate.faults.ledger import ledger_from_configuration
 from inoculate.faults.protocol import read_timeline, revert_outstanding
 from inoculate.load.driver import LocustLoad
+from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import EmbeddedSystemError, LoadError
 from inoculate.model.files import write_json_atomic
 from inoculate.model.journal import failed_activities, hypothesis_met, slo_verdicts
@@ -79,6 +80,7 @@ from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
+from inoculate.steady_state.slo import LatencySlo
 from inoculate.steady_state.store import SliStore
 from inoculate.systems.registry import RunningSystem, embedded_system
 
@@ -317,13 +319,14 @@ class RunSession(RunEventHandler):
             update={"locustfile": str(spec.resolve_path(spec.load.locustfile, self.base_dir))}
         )
         self.load = LocustLoad()
+        thresholds = [slo.threshold_ms for slo in spec.slos if isinstance(slo, LatencySlo)]
         try:
-            self.load.start(load_spec, host, self.run_dir)
+            self.load.start(load_spec, host, self.run_dir, latency_thresholds_ms=thresholds)
             self.load.wait_first_sample(FIRST_SAMPLE_TIMEOUT_S)
         except LoadError as exc:
             raise InterruptExecution(f"the load did not start: {exc}") from exc
         logger.info(
-            "load running (%d users); warming up %.0fs", load_spec.users, load_spec.warmup_s
+            "load running (%s); warming up %.0fs", _load_words(load_spec), load_spec.warmup_s
         )
         if spec.slos:
             self.monitor = SloMonitor(
@@ -449,6 +452,7 @@ class RunSession(RunEventHandler):
             probe_verdicts_after=slo_verdicts(steady.get("after")),
             restoration={i: (r.restored, r.detail) for i, r in self.restoration.items()},
             recovery_objective_s=self.spec.recovery_objective_s if self.spec else None,
+            load=_load_facts(self.spec.load) if self.spec and self.spec.load else None,
             extra={
                 "run_id": self.run_id,
                 "run_dir": str(self.run_dir),
@@ -529,6 +533,23 @@ def _parse_spec(
         return parse_extension(experiment, configuration), None
     except ValidationError as exc:
         return None, f"invalid inoculate extension: {exc}"
+
+
+def _load_facts(load: LoadSpec) -> dict[str, Any]:
+    """The load as the summary describes it (``LoadSummary``, without the counts)."""
+    if load.model == "open":
+        return {"model": "open", "rate_rps": load.rate_rps, "max_in_flight": load.in_flight_bound}
+    return {
+        "model": "closed",
+        "users": load.users,
+        "expected_interval_ms": load.expected_interval_ms,
+    }
+
+
+def _load_words(load: LoadSpec) -> str:
+    if load.model == "open":
+        return f"open model, {load.rate_rps:g} arrivals/s, at most {load.in_flight_bound} in flight"
+    return f"{load.users} users"
 
 
 def _window(marks: list[float]) -> tuple[float, float] | None:

@@ -61,6 +61,8 @@ class RunFacts:
     restoration: Mapping[str, tuple[bool | None, str]] = field(default_factory=dict)
     recovery_objective_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The load section's description (LoadSummary fields but the counts), None without load.
+    load: Mapping[str, Any] | None = None
 
 
 def summarize(facts: RunFacts) -> RunSummary:
@@ -107,6 +109,7 @@ def summarize(facts: RunFacts) -> RunSummary:
             "failed_activities": list(facts.failed_activities),
             "failed_rollbacks": list(facts.failed_rollbacks),
             "faults_left": list(facts.faults_left),
+            "load": _load_report(facts),
             **facts.extra,
         }
     )
@@ -140,6 +143,7 @@ def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
         "breaches": _intervals([e.t for e, _ in breaches]),
         "worst_during_method": _worst(slo, method_values),
         "first_breach": None,
+        "load_model": facts.load["model"] if facts.load else None,
     }
     if in_method:
         evaluation, verdict = in_method[0]
@@ -332,3 +336,17 @@ def _method_unmeasured(facts: RunFacts) -> str | None:
         f"no SLI second fell inside the method (it lasted {lasted:.2f} s): its SLOs judged "
         "nothing (check the pauses of the method's activities)"
     )
+
+
+def _load_report(facts: RunFacts) -> dict[str, Any] | None:
+    """The load's description and the open model's dropped arrivals (whole run, method)."""
+    if facts.load is None:
+        return None
+    dropped = [(s.t, s.dropped_arrivals) for s in facts.samples if s.dropped_arrivals]
+    return {
+        **facts.load,
+        "dropped_arrivals": sum(n for _, n in dropped),
+        "dropped_arrivals_during_method": sum(
+            n for t, n in dropped if _in_method(t, facts.method_window)
+        ),
+    }
