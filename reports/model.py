@@ -185,6 +185,7 @@ def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
         ),
         failed_activities=tuple(summary.failed_activities),
         interruption=summary.interruption,
+        reasons=tuple(summary.reasons),
         slos_unmeasured_reason=slo_reason,
         faults_unmeasured_reason=fault_reason,
     )

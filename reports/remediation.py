@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from inoculate.model.kinds import normalize_kind
 from inoculate.reports.findings import Finding
 from inoculate.reports.outcomes import FaultOutcome, SloOutcome
+from inoculate.steady_state.slo import NEVER_CALLED
 
 __all__ = ["ADVICE", "advice_for", "register_advice"]
 
@@ -218,13 +219,24 @@ def safety_net_finding(name: str) -> Finding:
     )
 
 
-def precondition_failed(before: bool | None) -> Finding:
+def precondition_failed(before: bool | None, reasons: Sequence[str] = ()) -> Finding:
     """The steady state before the fault was not met: the experiment tested nothing."""
     evidence = (
         "the steady-state hypothesis failed before any fault was injected"
         if before is False
         else "the run stopped before the steady state before the fault was checked"
     )
+    never_called = [r for r in reasons if NEVER_CALLED in r]
+    if never_called:
+        # A misspelt endpoint is not a weak system: lowering the load would not help.
+        return _finding(
+            "before",
+            "an SLO names an endpoint the load never called",
+            f"{evidence}: {never_called[0]}",
+            "make the SLO's `endpoint` the name of a request the locustfile makes (Locust "
+            "names a request `METHOD path`, or the `name=` it was given); the score stays 0 "
+            "until then",
+        )
     return _finding(
         "before",
         "steady state before the fault was not met (precondition)",

@@ -80,6 +80,7 @@ class ScoreInput:
     faults_not_restored: tuple[str, ...] = ()
     failed_activities: tuple[str, ...] = ()
     interruption: str | None = None
+    reasons: tuple[str, ...] = ()  # the verdict's reasons, as the summary states them
     slos_unmeasured_reason: str = "no SLO was measured"
     faults_unmeasured_reason: str = "no fault was injected"
 
@@ -143,7 +144,7 @@ def score_run(run: ScoreInput) -> Score:
         if precondition:
             findings += [_with_points(f, share * max_points) for share, f in part.losses]
     if not precondition:
-        findings = [remediation.precondition_failed(run.hypothesis_before)]
+        findings = [remediation.precondition_failed(run.hypothesis_before, run.reasons)]
     findings += _notes(run)
     value = round(sum(c.points for c in components), 1) if measured_weight else 100.0
     unmeasured = tuple(f"{c.label}: {parts[c.key].detail}" for c in components if not c.measured)

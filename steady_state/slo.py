@@ -43,7 +43,9 @@ never an average of per-second figures. (The sample fields are defined in
   throughput: none. At 1.0 the error budget is spent exactly at the allowed pace; above 1.0
   it is being spent faster.
 - No request in the window: availability and latency are **not met** ("no requests in
-  window"), with no value and no burn rate; throughput is 0 and not met.
+  window"), with no value and no burn rate; throughput is 0 and not met. When the load
+  called other endpoints in that window but never the SLO's, the reason says so and lists
+  the endpoints it did call (a misspelt ``endpoint`` is not an outage).
 
 A request counts as slower than the threshold when its HDR bucket reaches above the
 threshold, the rule the percentile follows too, so "latency <= threshold" and "burn rate <= 1"
@@ -74,6 +76,7 @@ from inoculate.steady_state.samples import (
 )
 
 __all__ = [
+    "NEVER_CALLED",
     "NO_REQUESTS",
     "AvailabilitySlo",
     "LatencySlo",
@@ -91,6 +94,9 @@ __all__ = [
 ]
 
 NO_REQUESTS = "no requests in window"
+# The load called other endpoints, never the SLO's: its `endpoint` names no request made.
+NEVER_CALLED = "the load made no request to"
+MAX_ENDPOINTS_NAMED = 10
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 _MAX_THRESHOLD_MS = HIST_HIGHEST_US / 1000
@@ -314,6 +320,9 @@ def evaluate_slo(
         in_flight = requests_in_flight(samples, slo.endpoint, end_t)
     window = _collect(samples, slo.endpoint, end_t - slo.window_s + 1, end_t)
     measure = _measure(slo, window)
+    reason = measure.reason
+    if reason == NO_REQUESTS and slo.endpoint is not None:
+        reason = _never_called(slo.endpoint, samples, window.start, window.end) or reason
     return SloVerdict(
         name=slo.name,
         sli=slo.sli,
@@ -329,9 +338,27 @@ def evaluate_slo(
         requests=measure.requests,
         met=measure.met,
         burn_rate=measure.burn_rate,
-        reason=measure.reason,
+        reason=reason,
         in_flight=in_flight,
     )
+
+
+def _never_called(endpoint: str, samples: Sequence[SliSample], start: int, end: int) -> str | None:
+    """When the load called other endpoints in ``[start, end]`` but never ``endpoint`` (a
+    typo such as ``GET /indx.html``): the reason, naming what was called; else None."""
+    seen: set[str] = set()
+    for sample in samples:
+        if start <= sample.t <= end:
+            for name, part in sample.endpoints.items():
+                if part.started or part.completed:
+                    seen.add(name)
+    if not seen or endpoint in seen:
+        return None
+    shown = sorted(seen)
+    listed = ", ".join(f"`{name}`" for name in shown[:MAX_ENDPOINTS_NAMED])
+    hidden = len(shown) - MAX_ENDPOINTS_NAMED
+    more = f" and {hidden} more" if hidden > 0 else ""
+    return f"{NEVER_CALLED} `{endpoint}`; endpoints seen: {listed}{more}"
 
 
 def evaluate_all(slos: Iterable[Slo], samples: Sequence[SliSample], end_t: int) -> list[SloVerdict]:

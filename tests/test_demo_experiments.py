@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -131,3 +132,26 @@ def test_network_experiments_give_their_announced_verdict(workspace: Workspace, 
     [fault] = result.summary()["faults"]
     assert fault["fault"].startswith("toxiproxy:")
     assert_no_fault_remains(workspace, result.summary())
+
+
+def test_an_slo_on_an_endpoint_the_load_never_calls_is_named_at_the_first_window(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    experiment = tmp_path / "typo.yaml"
+    text = (EXPERIMENTS / "catalog-kill-self-healing.yaml").read_text()
+    text = text.replace("locustfile: locustfile.py", f"locustfile: {EXPERIMENTS}/locustfile.py")
+    experiment.write_text(text.replace('"GET /products"', '"GET /prodcts"'))
+    result = workspace.run("run", str(experiment))
+    assert result.code == 1, result.stdout + result.stderr
+    said = "the load made no request to `GET /prodcts`; endpoints seen: "
+    # Said on the console at the first window, before any verdict...
+    assert "SLO browse-availability: " + said in " ".join(result.stderr.split())
+    summary = result.summary()
+    assert summary["hypothesis"]["before"] is False
+    assert any(said in reason for reason in summary["reasons"]), summary["reasons"]
+    assert "`GET /products`" in " ".join(summary["reasons"])
+    # ...and the report's advice is to fix the endpoint, not to lower the load.
+    report = json.loads((result.run_dir() / "report.json").read_text())
+    [finding] = report["findings"]
+    assert "never called" in finding["title"] and "lower the load" not in finding["remediation"]
+    assert result.journal()["run"] == []  # nothing was injected

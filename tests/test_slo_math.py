@@ -678,3 +678,24 @@ def test_successful_throughput_never_exceeds_all(seconds, min_rps) -> None:
     assert a.value == pytest.approx(sum(c - min(f, c) for c, f in seconds) / 10)
     assert a.value <= b.value
     assert not a.met or b.met
+
+
+def test_an_slo_on_an_endpoint_the_load_never_called_says_so_and_lists_what_it_called() -> None:
+    typo = "GET /prodcts"
+    samples = [counts(t, 50, endpoint=EP) for t in range(END - 9, END + 1)]
+    samples += [counts(END, 5, endpoint=OTHER)]
+    for slo in (
+        AvailabilitySlo(name="avail", objective=99, window_s=10, endpoint=typo),
+        LatencySlo(name="lat", percentile=95, threshold_ms=300, window_s=10, endpoint=typo),
+        ThroughputSlo(name="floor", min_rps=5, window_s=10, endpoint=typo),
+    ):
+        verdict = evaluate_slo(slo, samples, END)
+        assert not verdict.met
+        assert verdict.reason == (
+            f"the load made no request to `{typo}`; endpoints seen: `{EP}`, `{OTHER}`"
+        )
+    # No load at all, or an endpoint that was called but is stuck: the plain reason.
+    silent = [SliSample(t=t, endpoints={}) for t in range(END - 9, END + 1)]
+    assert evaluate_slo(availability(), silent, END).reason == NO_REQUESTS
+    stuck = [counts(t, 0, started=20) for t in range(END - 9, END + 1)]
+    assert "made no request" not in (evaluate_slo(latency(), stuck, END).reason or "")

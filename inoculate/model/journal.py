@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from inoculate.model.summary import value_text
+
 __all__ = ["failed_activities", "hypothesis_met", "slo_verdicts", "verdict_in_words"]
 
 
@@ -47,6 +49,8 @@ def slo_verdicts(state: Any) -> dict[str, Mapping[str, Any]]:
 def verdict_in_words(verdict: Mapping[str, Any]) -> str:
     """An SLO verdict as a reason states it: ``name value (objective >= 99.0%)``."""
     value, unit = verdict.get("value"), verdict.get("unit") or ""
-    seen = (verdict.get("reason") or "no value") if value is None else f"{value:.4g}{unit}"
-    objective = f"{verdict.get('comparison', '')} {verdict.get('objective')}{unit}".strip()
+    seen = (verdict.get("reason") or "no value") if value is None else value_text(value, unit)
+    objective = verdict.get("objective")
+    target = value_text(objective, unit) if isinstance(objective, int | float) else objective
+    objective = f"{verdict.get('comparison', '')} {target}".strip()
     return f"{verdict['name']} {seen} (objective {objective})"

@@ -80,7 +80,7 @@ from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
-from inoculate.steady_state.slo import LatencySlo
+from inoculate.steady_state.slo import NEVER_CALLED, LatencySlo
 from inoculate.steady_state.store import SliStore
 from inoculate.systems.registry import RunningSystem, embedded_system
 
@@ -146,6 +146,7 @@ class RunSession(RunEventHandler):
         self._secrets: set[str] = secret_values(experiment.get("secrets"))
         self._journal_lock = threading.Lock()
         self._torn_down = False
+        self._warned_never_called: set[str] = set()
         self._log_filter: SecretFilter | None = None
         self._write_spec()
 
@@ -358,11 +359,21 @@ class RunSession(RunEventHandler):
             raise InterruptExecution(self.guard.reason)
 
     def _on_evaluation(self, evaluation: Evaluation) -> None:
+        self._warn_never_called(evaluation)
         if self.spec is None or self.spec.on_breach != "abort" or len(self.method_window) != 1:
             return
         if evaluation.t + 1 > self.method_window[0] and evaluation.breached:
             names = ", ".join(v.name for v in evaluation.breached)
             self.guard.request_abort(f"SLO breached during the method: {names}")
+
+    def _warn_never_called(self, evaluation: Evaluation) -> None:
+        # Said at the first window it shows, once per SLO: a misspelt endpoint is not an
+        # outage, and waiting for the verdict to learn it wastes the run.
+        for verdict in evaluation.verdicts:
+            reason, name = verdict.reason or "", verdict.name
+            if NEVER_CALLED in reason and name not in self._warned_never_called:
+                self._warned_never_called.add(name)
+                logger.warning("SLO %s: %s", name, reason)
 
     def _replay_dead_runs(self) -> list[Any]:
         outcomes = revert_outstanding(self.ledger, matches=lambda record: not record.owner_alive())
