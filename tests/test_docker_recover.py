@@ -100,8 +100,10 @@ def test_a_killed_runs_docker_shop_is_removed_and_recover_settles(
     # The reaper notices the runner's death and removes the shop (Docker would keep it).
     # Containers first, then their network (removable only once they are gone).
     eventually(
-        lambda: not docker_run.client.api.containers(all=True, filters={"label": [shop]})
-        and not docker_run.client.api.networks(filters={"label": [shop]}),
+        lambda: (
+            not docker_run.client.api.containers(all=True, filters={"label": [shop]})
+            and not docker_run.client.api.networks(filters={"label": [shop]})
+        ),
         20,
         "the reaper to remove the shop's containers and network",
     )
