@@ -40,9 +40,13 @@ toxiproxy: $(STAMP)
 ## Run the whole test suite (unit, integration, signals).
 # Runbook feedback is off for the suite: tests that run the repo's demo experiments must not
 # rewrite runbooks/ (the runbook tests copy experiments and runbooks to temporary folders).
+# Three workers (pytest-xdist) on two cores: most integration tests wait on SLO windows and
+# pauses, so the suite takes about half the time; every test owns its ledger, ports, run
+# folders and Docker names, so they run side by side. TEST_WORKERS=0 runs them one by one.
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check .
-	INOCULATE_RUNBOOK_FEEDBACK=off $(BIN)/python -m pytest -q
+	INOCULATE_RUNBOOK_FEEDBACK=off $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 ## The crash soak (tests/soak.py): SIGKILL/SIGINT/SIGTERM at random moments of many runs.
 ## SOAK_TRIALS=200 by default; SOAK_SEED=S replays a soak.

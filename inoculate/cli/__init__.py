@@ -33,14 +33,37 @@ def main(args: Any = None) -> None:
 
         run_cli(args)
     except KeyboardInterrupt as exc:
-        reason = getattr(exc, "reason", None) or (exc.args[0] if exc.args else "interrupted")
-        print(f"{reason}: nothing more was started", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit_interrupted(exc)
+    except Exception as exc:
+        # Python wraps what a class body's __set_name__ raises (a signal mid-import) into a
+        # RuntimeError: still our interruption, not a crash.
+        interrupted = _interruption_in(exc)
+        if interrupted is None:
+            raise
+        _exit_interrupted(interrupted)
     finally:
         # The command has decided its exit code. Python's shutdown puts the default handlers
         # back, and a late SIGTERM would then turn that code into a bare 143: ignore both.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _exit_interrupted(exc: BaseException) -> None:
+    reason = getattr(exc, "reason", None) or (exc.args[0] if exc.args else "interrupted")
+    print(f"{reason}: nothing more was started", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _interruption_in(exc: BaseException) -> BaseException | None:
+    """The :class:`CommandInterrupted` that ``exc`` wraps (its cause or context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CommandInterrupted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class CommandInterrupted(KeyboardInterrupt):
