@@ -33,6 +33,27 @@ CORPUS = {
         "steady-state-hypothesis.probes[0] (p).provider.arguments",
         "unknown SLO 'checkout-availability'",
     ),
+    # The process family's own checks (extensions/process/checks.py), before anything runs.
+    "pattern-matches-everything.yaml": (
+        "method[0] (kill-everything).provider.arguments.pattern",
+        "'.*' matches every command line",
+    ),
+    "bad-regex.yaml": (
+        "method[0] (kill-nginx).provider.arguments.pattern",
+        "is not a valid regular expression: unterminated character set",
+    ),
+    "unknown-signal.yaml": (
+        "method[0] (kill-catalog).provider.arguments.signal",
+        "unknown signal 'SIGFOO'",
+    ),
+    "two-targets.yaml": (
+        "method[0] (freeze-both).provider.arguments.service",
+        "give exactly one target",
+    ),
+    "wait-for-typo.yaml": (
+        "method[0] (start-server).provider.arguments.wait_for",
+        "unknown key(s) ['prot']",
+    ),
 }
 
 
@@ -58,7 +79,15 @@ def test_every_problem_of_a_file_is_reported_together() -> None:
     assert fields == ["extensions[0].slos[0].objective", "extensions[0].slos[1].sli"]
 
 
-@pytest.mark.parametrize("name", ["bad-yaml.yaml", "unknown-module.yaml", "unknown-knob.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bad-yaml.yaml",
+        "unknown-module.yaml",
+        "unknown-knob.yaml",
+        "pattern-matches-everything.yaml",
+    ],
+)
 def test_run_of_an_invalid_experiment_exits_2_and_starts_nothing(
     workspace: Workspace, name: str
 ) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from chaoslib import substitute
 from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
@@ -192,7 +193,29 @@ def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[Fi
         return
     provider = activity.get("provider") or {}
     if provider.get("type") == "python":
-        yield from _argument_type_errors(where, provider)
+        type_errors = list(_argument_type_errors(where, provider))
+        yield from type_errors
+        if not type_errors:
+            yield from _argument_errors(where, provider, names.configuration)
+
+
+def _argument_errors(
+    where: str, provider: Mapping[str, Any], configuration: Mapping[str, Any]
+) -> Iterator[FieldError]:
+    """What the activity's own family checks in its arguments (``CHECKS`` of the module's
+    ``checks`` beside it, e.g. ``inoculate.extensions.process.checks``): a broken regex, a
+    pattern matching every process, an unknown signal."""
+    package = str(provider["module"]).removesuffix(".actions").removesuffix(".probes")
+    try:
+        checks = importlib.import_module(f"{package}.checks").CHECKS
+    except (ImportError, AttributeError):
+        return
+    check = checks.get(provider["func"])
+    if check is None:
+        return
+    arguments = substitute(dict(provider.get("arguments") or {}), dict(configuration), {})
+    for argument, problem in check(arguments):
+        yield FieldError(f"{where}.provider.arguments.{argument}", problem)
 
 
 def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
