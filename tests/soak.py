@@ -303,6 +303,10 @@ class TrialResult:
     at_s: float
     exit_code: int | None
     problems: list[tuple[str, str]] = field(default_factory=list)  # (category, what)
+    # The signal arrived while the interpreter was still starting, before `inoculate` had
+    # installed its handlers: Python's defaults apply (a KeyboardInterrupt traceback and
+    # exit -2, a bare exit -15); nothing had started, and nothing may be left behind.
+    before_handlers: bool = False
 
     def add(self, category: str, what: str) -> None:
         """Record a broken promise: leftover, orphan, journal, recover, exit or traceback."""
@@ -311,6 +315,8 @@ class TrialResult:
     def line(self) -> str:
         """One line for the soak's report."""
         verdict = "ok" if not self.problems else "; ".join(w for _, w in self.problems)
+        if self.before_handlers and not self.problems:
+            verdict = "ok (before inoculate's handlers: Python's default)"
         return (
             f"#{self.number:<4} {self.scenario:<19} {self.signal:<8} at {self.at_s:5.2f}s "
             f"exit {self.exit_code!s:<5} {verdict}"
@@ -342,6 +348,7 @@ def run_trial(
         text=True,
     )
     time.sleep(at_s)
+    before_handlers = signame != "kill" and not _catches(process.pid, SIGNALS[signame])
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(SIGNALS[signame])
     try:
@@ -353,14 +360,26 @@ def run_trial(
             number, scenario.name, signame, at_s, None, [("exit", "no exit in 90 s")]
         )
     result = TrialResult(number, scenario.name, signame, at_s, process.returncode)
-    if "Traceback" in stderr:
+    defaulted = before_handlers and process.returncode == -SIGNALS[signame]
+    result.before_handlers = defaulted
+    if "Traceback" in stderr and not defaulted:
         result.add("traceback", stderr.strip().splitlines()[-1][:160])
     if signame == "kill":
         _recover(cli, environ, result)
-    elif process.returncode not in (0, 1, 3):
+    elif process.returncode not in (0, 1, 3) and not defaulted:
         result.add("exit", f"exit {process.returncode} (expected 3, or 0/1 if finished)")
     _check(trial_dir, ledger, scenario, env, result)
     return result
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` now (``SigCgt`` in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
 
 
 def _recover(cli: list[str], environ: dict[str, str], result: TrialResult) -> None:
@@ -490,9 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     results = soak(args.trials, seed, signals, lambda line: print(line, flush=True))
     bad = [r for r in results if r.problems]
     summary = ", ".join(f"{count} {name}" for name, count in totals(results).items())
+    early = sum(r.before_handlers and not r.problems for r in results)
     print(
         f"soak: {len(results)} trials in {time.monotonic() - started:.0f} s, seed {seed}: "
-        f"{len(bad)} with problems ({summary})"
+        f"{len(bad)} with problems ({summary}); {early} signalled before inoculate had "
+        "installed its handlers (Python's default exit, nothing left behind)"
     )
     return 1 if bad else 0
 
