@@ -358,7 +358,7 @@ def _never_called(endpoint: str, samples: Sequence[SliSample], start: int, end: 
     listed = ", ".join(f"`{name}`" for name in shown[:MAX_ENDPOINTS_NAMED])
     hidden = len(shown) - MAX_ENDPOINTS_NAMED
     more = f" and {hidden} more" if hidden > 0 else ""
-    return f"{NEVER_CALLED} `{endpoint}`; endpoints seen: {listed}{more}"
+    return f"{NEVER_CALLED} `{endpoint}` (it called {listed}{more})"
 
 
 def evaluate_all(slos: Iterable[Slo], samples: Sequence[SliSample], end_t: int) -> list[SloVerdict]:

@@ -143,7 +143,7 @@ def test_an_slo_on_an_endpoint_the_load_never_calls_is_named_at_the_first_window
     experiment.write_text(text.replace('"GET /products"', '"GET /prodcts"'))
     result = workspace.run("run", str(experiment))
     assert result.code == 1, result.stdout + result.stderr
-    said = "the load made no request to `GET /prodcts`; endpoints seen: "
+    said = "the load made no request to `GET /prodcts` (it called "
     # Said on the console at the first window, before any verdict...
     assert "SLO browse-availability: " + said in " ".join(result.stderr.split())
     summary = result.summary()

@@ -49,3 +49,22 @@ def test_a_target_is_named_the_way_people_name_it() -> None:
     assert target_words({"pattern": r"nginx: worker .*"}) == "processes matching “nginx: worker …”"
     assert target_words({"proxy": "catalog", "toxic": "latency"}) == "proxy=catalog, toxic=latency"
     assert target_words({}) is None
+
+
+def test_chaoslib_lines_that_contradict_the_verdict_are_reworded() -> None:
+    import logging
+
+    from inoculate.cli.output import ChaoslibWording
+
+    def said(message: str) -> str:
+        record = logging.LogRecord("chaostoolkit", logging.INFO, __file__, 1, message, (), None)
+        assert ChaoslibWording().filter(record)
+        return record.getMessage()
+
+    ended = said("Experiment ended with status: completed")
+    assert "completed" in ended and "inoculate's verdict follows" in ended
+    assert not ended.startswith("Experiment ended")
+    assert said("Received a termination signal (Ctrl-C)...") == (
+        "the run was interrupted; its rollbacks follow"
+    )
+    assert said("Action: kill-catalog") == "Action: kill-catalog"

@@ -693,7 +693,7 @@ def test_an_slo_on_an_endpoint_the_load_never_called_says_so_and_lists_what_it_c
         verdict = evaluate_slo(slo, samples, END)
         assert not verdict.met
         assert verdict.reason == (
-            f"the load made no request to `{typo}`; endpoints seen: `{EP}`, `{OTHER}`"
+            f"the load made no request to `{typo}` (it called `{EP}`, `{OTHER}`)"
         )
     # No load at all, or an endpoint that was called but is stuck: the plain reason.
     silent = [SliSample(t=t, endpoints={}) for t in range(END - 9, END + 1)]

@@ -176,3 +176,15 @@ def test_a_dry_run_lists_what_each_fault_would_hit_and_touches_nothing(
     targets = workspace.run("validate", "--targets", str(experiment), "--var",
                             f"sleeper_pattern={marker}")  # fmt: skip
     assert targets.code == 0 and f"pid {proc.pid}" in targets.stdout
+
+
+def test_a_value_is_quoted_once_in_a_message(tmp_path: Path) -> None:
+    experiment = tmp_path / "host.yaml"
+    text = (EXPERIMENTS / "catalog-kill-self-healing.yaml").read_text()
+    experiment.write_text(
+        text.replace("request_timeout_s: 2.0}", "request_timeout_s: 2.0, host: ftp-x}")
+    )
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(experiment)
+    message = str(caught.value)
+    assert "'ftp-x'" in message and message.count("'ftp-x'") == 1, message

@@ -12,7 +12,14 @@ from rich.console import Console
 
 from inoculate.model.status import ExitCode
 
-__all__ = ["configure_logging", "console", "errors", "exit_invalid", "print_previews"]
+__all__ = [
+    "ChaoslibWording",
+    "configure_logging",
+    "console",
+    "errors",
+    "exit_invalid",
+    "print_previews",
+]
 
 console = Console(stderr=False)
 errors = Console(stderr=True)
@@ -23,11 +30,35 @@ def configure_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(console=errors, show_path=False, markup=False, rich_tracebacks=False)
+    handler.addFilter(ChaoslibWording())
     for name in ("chaostoolkit", "inoculate"):
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
         log.setLevel(logging.DEBUG if verbose else logging.INFO)
         log.propagate = False
+
+
+class ChaoslibWording(logging.Filter):
+    """Rewords chaoslib's lines that contradict inoculate's verdict printed after them.
+
+    chaoslib logs "Experiment ended with status: completed" before inoculate judges the
+    run (a run can then fail on its SLOs or its rollbacks), and "Received a termination
+    signal (Ctrl-C)" for a SIGTERM too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Reword the record in place when it is one of those lines; keep every record."""
+        message = record.getMessage()
+        if message.startswith("Experiment ended with status: "):
+            status = message.removeprefix("Experiment ended with status: ")
+            record.msg, record.args = (
+                "chaoslib's part of the run is over (its journal says %s); inoculate's "
+                "verdict follows",
+                (status,),
+            )
+        elif message.startswith("Received a termination signal"):
+            record.msg, record.args = "the run was interrupted; its rollbacks follow", ()
+        return True
 
 
 def exit_invalid(message: str) -> NoReturn:

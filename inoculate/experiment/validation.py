@@ -303,7 +303,9 @@ def _pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
         parts.append(str(context.get("discriminator", "")).strip("'"))
         message = f"expected one of {context.get('expected_tags')}, got {context.get('tag')!r}"
     elif "input" in error and not isinstance(error["input"], dict | list):
-        message += f" (got {error['input']!r})"
+        got = repr(error["input"])
+        if got not in message:  # the validator may have said it already
+            message += f" (got {got})"
     return FieldError(".".join(parts), message)
 
 

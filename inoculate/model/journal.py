@@ -49,8 +49,9 @@ def slo_verdicts(state: Any) -> dict[str, Mapping[str, Any]]:
 def verdict_in_words(verdict: Mapping[str, Any]) -> str:
     """An SLO verdict as a reason states it: ``name value (objective >= 99.0%)``."""
     value, unit = verdict.get("value"), verdict.get("unit") or ""
-    seen = (verdict.get("reason") or "no value") if value is None else value_text(value, unit)
     objective = verdict.get("objective")
     target = value_text(objective, unit) if isinstance(objective, int | float) else objective
     objective = f"{verdict.get('comparison', '')} {target}".strip()
-    return f"{verdict['name']} {seen} (objective {objective})"
+    if value is None:  # no value to compare: the reason says why
+        return f"{verdict['name']}: {verdict.get('reason') or 'no value'}"
+    return f"{verdict['name']} {value_text(value, unit)} (objective {objective})"
