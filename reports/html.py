@@ -15,6 +15,7 @@ from importlib import resources
 
 from jinja2 import Environment, PackageLoader
 
+from inoculate.model.summary import RECOVERY_NOT_MEASURED
 from inoculate.reports.model import RunReport
 from inoculate.reports.plots import Plot, run_plots, trend_plot
 from inoculate.reports.suite import SuiteReport
@@ -115,6 +116,8 @@ def _happened(report: RunReport) -> str:
                 f"; the SLIs were back within objective {float(fault.time_to_recover_s):.1f} s "
                 f"{after}."
             )
+        elif fault.recovery_state == "not measured":
+            text += f"; {RECOVERY_NOT_MEASURED}."
         else:
             text += "; the SLIs were not back within objective when the run ended."
     return text

@@ -15,7 +15,7 @@ from typing import Any
 from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from inoculate.model.status import RunStatus
-from inoculate.model.summary import FaultSummary
+from inoculate.model.summary import RECOVERY_NOT_MEASURED, FaultSummary
 from inoculate.reports.model import RunReport, SloView
 from inoculate.reports.suite import SuiteReport
 
@@ -184,6 +184,9 @@ def _cases(report: RunReport, classname: str, spans: _Spans) -> Iterable[TestCas
         name = f"recovery: {fault.description or fault.kind}"
         met = fault.recovery_objective_met
         recovered = fault.recovered
+        if fault.recovery_state == "not measured":
+            yield _skipped(classname, name, RECOVERY_NOT_MEASURED)
+            continue
         ok = (not fault.detected) or (recovered is True and met is not False)
         back = fault.recovered_at or fault.reverted_at
         yield _timed(

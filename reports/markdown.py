@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from inoculate.model.summary import FaultSummary
+from inoculate.model.summary import (
+    NO_SLO_TO_DETECT,
+    RECOVERY_NOT_BACK,
+    RECOVERY_NOT_MEASURED,
+    FaultSummary,
+)
 from inoculate.reports.model import RunReport
 from inoculate.reports.suite import SuiteEntry, SuiteReport
 
@@ -44,7 +49,8 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     if report.faults:
         lines.append("\n**Faults:**")
         lines += [
-            f"- {fault.description or fault.kind}: {_times(fault)}" for fault in report.faults
+            f"- {fault.description or fault.kind}: {_times(fault, bool(run.summary.slos))}"
+            for fault in report.faults
         ]
     reasons = list(run.summary.reasons)
     if reasons:
@@ -99,13 +105,15 @@ def _findings(report: RunReport) -> list[str]:
     return lines
 
 
-def _times(fault: FaultSummary) -> str:
+def _times(fault: FaultSummary, slos_declared: bool) -> str:
     detect, back = fault.time_to_detect_s, fault.time_to_recover_s
     if detect is None:
-        return "no SLO breach seen"
+        return "no SLO breach seen" if slos_declared else NO_SLO_TO_DETECT
     text = f"detected in {float(detect):.1f} s"  # type: ignore[arg-type]
+    if fault.recovery_state == "not measured":
+        return f"{text}, {RECOVERY_NOT_MEASURED}"
     if back is None:
-        return text + ", SLIs not back within objective"
+        return f"{text}, {RECOVERY_NOT_BACK}"
     objective = fault.recovery_objective_s
     goal = f", objective {float(objective):g} s" if objective is not None else ""  # type: ignore[arg-type]
     return f"{text}, recovered in {float(back):.1f} s ({fault.recovered_by}{goal})"  # type: ignore[arg-type]

@@ -28,7 +28,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from inoculate.model.errors import RunbookError
-from inoculate.model.summary import FaultSummary
+from inoculate.model.summary import (
+    NO_SLO_TO_DETECT,
+    RECOVERY_NOT_BACK,
+    RECOVERY_NOT_MEASURED,
+    FaultSummary,
+)
 from inoculate.reports.model import RunReport
 
 __all__ = [
@@ -120,7 +125,8 @@ def render_section(report: RunReport, report_link: str | None) -> str:
         trend = " → ".join(f"{p.score:g}" for p in scored[-10:])
         lines.append(f"- **Score trend** (oldest → newest): {trend}")
     for fault in report.faults:
-        lines.append(f"- **{fault.description or fault.kind}:** {_times(fault)}")
+        times = _times(fault, bool(run.summary.slos))
+        lines.append(f"- **{fault.description or fault.kind}:** {times}")
     breached = [v for v in report.slos if not v.met]
     if breached:
         lines.append("- **Breached SLOs:** " + "; ".join(_breach(v) for v in breached))
@@ -137,13 +143,15 @@ def render_section(report: RunReport, report_link: str | None) -> str:
     return "\n".join(lines)
 
 
-def _times(fault: FaultSummary) -> str:
+def _times(fault: FaultSummary, slos_declared: bool) -> str:
     detect, back = fault.time_to_detect_s, fault.time_to_recover_s
     if detect is None:
-        return "no SLO breach (nothing to detect)"
+        return "no SLO breach (nothing to detect)" if slos_declared else NO_SLO_TO_DETECT
     text = f"time to detect {float(detect):.1f} s"
+    if fault.recovery_state == "not measured":
+        return f"{text}; {RECOVERY_NOT_MEASURED}"
     if back is None:
-        return text + "; SLIs not back within objective by the end of the run"
+        return f"{text}; {RECOVERY_NOT_BACK}"
     goal = fault.recovery_objective_s
     objective = f", objective {float(goal):g} s" if goal is not None else ""
     return f"{text}; time to recover {float(back):.1f} s ({fault.recovered_by}{objective})"

@@ -10,7 +10,9 @@ Formula (also in README, with a worked example)::
                                              min(1, worst / floor) for throughput SLOs
                              breach credit = 1 - breached seconds / seconds of the fault window
     recovery       20      mean over faults: 1 if no SLO breached or recovered within the
-                           objective, objective / time to recover if slower, 0 if never
+                           objective, objective / time to recover if slower, 0 if never;
+                           a fault whose recovery the run ended too soon to time is left
+                           out (not measured); no SLO declared: not measured
     after          15      1 if the steady state after the fault was met, else 0
     rollbacks      15      0 if a fault was left injected or its target not restored, else
                            1 - (failed rollbacks + faults only the safety net reverted)
@@ -181,10 +183,13 @@ def slo_credit(slo: SloOutcome) -> float:
     return max(0.0, min(breach_credit, budget_credit))
 
 
-def recovery_credit(fault: FaultOutcome) -> float:
-    """1 when nothing breached or the SLIs came back within the objective; less when slower."""
+def recovery_credit(fault: FaultOutcome) -> float | None:
+    """1 when nothing breached or the SLIs came back within the objective; less when slower;
+    None when the run ended too soon after the fault to time its recovery."""
     if not fault.detected:
         return 1.0
+    if fault.recovered is None:
+        return None
     if not fault.recovered or fault.time_to_recover_s is None:
         return 0.0
     objective = fault.recovery_objective_s
@@ -211,20 +216,29 @@ def _recovery_part(run: ScoreInput) -> _Part:
     if run.faults is None or not run.faults:
         reason = run.faults_unmeasured_reason if run.faults is None else "no fault was injected"
         return _Part(None, reason)
-    share = 1.0 / len(run.faults)
+    if run.slos is not None and not run.slos:
+        return _Part(None, "no SLO declared, so no fault's effect or recovery could be seen")
+    credits = [(fault, recovery_credit(fault)) for fault in run.faults]
+    timed = [(fault, credit) for fault, credit in credits if credit is not None]
+    untimed = len(credits) - len(timed)
+    too_soon = f"{untimed} fault(s) breached an SLO and the run ended too soon after to time it"
+    if not timed:
+        return _Part(None, f"recovery not measured: {too_soon}")
+    share = 1.0 / len(timed)
     losses, kept = [], 0.0
-    for fault in run.faults:
-        credit = recovery_credit(fault)
+    for fault, credit in timed:
         kept += share * credit
         if credit < 1.0:
             losses.append((share * (1.0 - credit), remediation.recovery_finding(fault)))
-    detected = [f for f in run.faults if f.detected]
-    in_time = sum(1 for f in detected if recovery_credit(f) >= 1.0)
+    detected = [credit for fault, credit in timed if fault.detected]
+    in_time = sum(1 for credit in detected if credit >= 1.0)
     detail = (
         f"{in_time} of {len(detected)} fault(s) that breached an SLO recovered within objective"
         if detected
         else "no fault breached an SLO"
     )
+    if untimed:
+        detail += f"; not counted: {too_soon}"
     return _Part(kept, detail, tuple(losses))
 
 

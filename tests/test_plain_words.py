@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from inoculate.model.summary import value_text
+from inoculate.cli.run import _fault_times as console_times
+from inoculate.model.summary import FaultSummary, value_text
 from inoculate.model.targets import readable_pattern, target_words
+from inoculate.reports.markdown import _times as markdown_times
+from inoculate.reports.runbook import _times as runbook_times
 
 
 @pytest.mark.parametrize(
@@ -68,3 +71,20 @@ def test_chaoslib_lines_that_contradict_the_verdict_are_reworded() -> None:
         "the run was interrupted; its rollbacks follow"
     )
     assert said("Action: kill-catalog") == "Action: kill-catalog"
+
+
+def _fault(**fields: object) -> FaultSummary:
+    base: dict[str, object] = {"id": "f1", "kind": "process:kill", "injected_at": 100.0}
+    return FaultSummary.model_validate({**base, **fields})
+
+
+@pytest.mark.parametrize("render", [markdown_times, runbook_times, console_times])
+def test_a_recovery_nobody_timed_is_never_called_a_failure_to_recover(render) -> None:  # type: ignore[no-untyped-def]
+    untimed = _fault(detected=True, time_to_detect_s=1.0, recovered=None)
+    never = _fault(detected=True, time_to_detect_s=1.0, recovered=False)
+    unseen = _fault(detected=False)
+    assert "recovery not measured" in render(untimed, True)
+    assert "not back" in render(never, True) and "not measured" not in render(never, True)
+    assert "no SLO breach" in render(unseen, True)
+    # With no SLO declared, nothing could have seen the fault: not "no breach seen".
+    assert render(unseen, False) == "no SLO declared, so nothing could detect it"

@@ -121,6 +121,28 @@ def test_never_recovering_loses_every_recovery_point() -> None:
     assert "never recovered" in finding.title
 
 
+def test_a_recovery_the_run_ended_too_soon_to_time_is_not_measured_not_lost() -> None:
+    untimed = dataclasses.replace(KILL, detected=True, time_to_detect_s=1.0, recovered=None)
+    alone = score_run(perfect(faults=(untimed,)))
+    recovery = next(c for c in alone.components if c.key == "recovery")
+    assert recovery.credit is None and "ended too soon" in recovery.detail
+    assert not [f for f in alone.findings if f.component == "recovery"]
+    # Beside a fault that did recover, it is left out of the mean (not counted as a failure).
+    timed = dataclasses.replace(
+        KILL, detected=True, time_to_detect_s=1.0, recovered=True, time_to_recover_s=2.0
+    )
+    both = score_run(perfect(faults=(untimed, timed)))
+    recovery = next(c for c in both.components if c.key == "recovery")
+    assert recovery.credit == 1.0 and "not counted: 1 fault(s)" in recovery.detail
+
+
+def test_with_no_slo_declared_recovery_is_not_measured() -> None:
+    score = score_run(perfect(slos=()))
+    recovery = next(c for c in score.components if c.key == "recovery")
+    assert recovery.credit is None and "no SLO declared" in recovery.detail
+    assert any("no SLO declared" in line for line in score.unmeasured)
+
+
 def test_a_fault_left_injected_loses_every_rollback_point() -> None:
     score = score_run(perfect(faults_left=("SIGSTOP service=orders",)))
     assert score.value == 85.0
@@ -237,7 +259,7 @@ def slo_outcomes(draw: st.DrawFn) -> SloOutcome:
 @st.composite
 def fault_outcomes(draw: st.DrawFn) -> FaultOutcome:
     detected = draw(st.booleans())
-    recovered = draw(st.booleans()) if detected else None
+    recovered = draw(st.sampled_from([True, False, None])) if detected else None
     return FaultOutcome(
         description="fault",
         detected=detected,

@@ -20,7 +20,13 @@ from inoculate.cli.output import console, errors, print_previews
 from inoculate.model.errors import ExperimentInvalid, RunInterrupted
 from inoculate.model.layout import DEFAULT_RUNS_DIR
 from inoculate.model.status import ExitCode, RunStatus
-from inoculate.model.summary import FaultSummary, RunSummary
+from inoculate.model.summary import (
+    NO_SLO_TO_DETECT,
+    RECOVERY_NOT_BACK,
+    RECOVERY_NOT_MEASURED,
+    FaultSummary,
+    RunSummary,
+)
 
 __all__ = ["command", "print_summary"]
 
@@ -146,18 +152,21 @@ def print_summary(summary: RunSummary) -> None:
     if summary.slos:
         console.print(table)
     for fault in summary.faults:
-        console.print(
-            f"fault {fault.description or fault.kind}: {_fault_times(fault)}", highlight=False
-        )
+        times = _fault_times(fault, bool(summary.slos))
+        console.print(f"fault {fault.description or fault.kind}: {times}", highlight=False)
     colour = {RunStatus.PASSED: "green", RunStatus.FAILED: "red"}.get(summary.status, "yellow")
     console.print(f"verdict: [bold {colour}]{summary.status.upper()}[/bold {colour}]")
     for reason in summary.reasons:
         console.print(f"  - {reason}", highlight=False, markup=False)
 
 
-def _fault_times(fault: FaultSummary) -> str:
+def _fault_times(fault: FaultSummary, slos_declared: bool) -> str:
     detect, recover = fault.time_to_detect_s, fault.time_to_recover_s
-    detected = f"detected in {detect:.2f}s" if detect is not None else "no SLO breach seen"
+    if detect is None:
+        return "no SLO breach seen" if slos_declared else NO_SLO_TO_DETECT
+    detected = f"detected in {detect:.2f}s"
+    if fault.recovery_state == "not measured":
+        return f"{detected}, {RECOVERY_NOT_MEASURED}"
     if recover is None:
-        return detected
+        return f"{detected}, {RECOVERY_NOT_BACK}"
     return f"{detected}, recovered in {recover:.2f}s ({fault.recovered_by})"

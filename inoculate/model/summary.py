@@ -104,6 +104,11 @@ class SloSummary(_Part):
     load_model: str | None = None  # "open" or "closed": the load that measured this SLO
 
 
+NO_SLO_TO_DETECT = "no SLO declared, so nothing could detect it"
+RECOVERY_NOT_MEASURED = "recovery not measured (the run ended too soon after the fault to time it)"
+RECOVERY_NOT_BACK = "SLIs not back within objective by the end of the run"
+
+
 class FaultSummary(_Part):
     """One fault's window, detection and recovery."""
 
@@ -125,6 +130,16 @@ class FaultSummary(_Part):
     recovery_objective_met: bool | None = None
     restored: bool | None = None
     restored_detail: str = ""
+
+    @property
+    def recovery_state(self) -> str:
+        """``no breach``, ``recovered``, ``not back`` or ``not measured`` (the run ended too soon
+        after the fault for its recovery to be timed)."""
+        if not self.detected:
+            return "no breach"
+        if self.recovered is None:
+            return "not measured"
+        return "recovered" if self.recovered and self.time_to_recover_s is not None else "not back"
 
     @model_validator(mode="before")
     @classmethod
