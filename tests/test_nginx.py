@@ -156,6 +156,27 @@ def test_a_killed_backend_comes_back_from_its_recorded_command_line(
     assert balancer.answers()
 
 
+def test_a_backend_that_cannot_come_back_is_reported_with_the_real_cause(
+    balancer: Balancer, tmp_path: Path
+) -> None:
+    configuration = {"inoculate_ledger": str(tmp_path / "ledger.jsonl")}
+    marker = balancer.backend_markers[0]
+    process.kill(pattern=marker, signal="SIGKILL", configuration=configuration)
+    # Someone else takes the port meanwhile: the recorded command line starts and dies.
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with squatter:
+        squatter.bind(("127.0.0.1", balancer.backend_ports[0]))
+        squatter.listen()
+        with pytest.raises(FaultError) as failed:
+            process.ensure_running(pattern=marker, configuration=configuration)
+    message = str(failed.value)
+    assert "exited with code 1 before it was ready" in message, message
+    assert f"listening on [{balancer.backend_ports[0]}]" in message, message
+    assert "restarted-" in message and "declare restart_command" not in message, message
+    assert not message.startswith("no process matches processes"), message
+
+
 def test_nginx_rewrote_its_command_line_so_only_a_restart_command_brings_it_back(
     balancer: Balancer, tmp_path: Path
 ) -> None:

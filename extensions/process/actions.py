@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal as signals
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,12 @@ from inoculate.extensions.process.targets import (
     wait_pattern_back,
 )
 from inoculate.faults.ledger import ledger_from_configuration, run_dir_from_configuration
-from inoculate.faults.protocol import held_elsewhere, inject, revert_matching, settle
+from inoculate.faults.protocol import (
+    held_elsewhere,
+    inject,
+    revert_matching,
+    settle,
+)
 from inoculate.model.errors import FaultError
 from inoculate.model.processes import DEAD_STATUSES
 from inoculate.systems.registry import system_from_configuration
@@ -93,7 +99,7 @@ def start(
     """Start a process of the system under test (one you run yourself) and wait until it is
     ready: ``wait_for`` is ``{port: N}`` (and optional ``host``), ``{url: U}`` (answers below
     500) or ``{pattern: P}`` (a live process matches). It runs in a session of its own, so
-    it outlives the run; its output goes to ``process-<pid>.log`` in the run directory (or
+    it outlives the run; its output goes to ``process-<time>.log`` in the run directory (or
     beside the ledger). Not a fault: nothing is recorded to undo."""
     if timeout_s <= 0:
         raise FaultError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
@@ -233,10 +239,7 @@ def ensure_running(
         running = bring_back(system, state_dir, service, timeout_s)[1]
     else:
         if not procs:
-            raise FaultError(
-                f"no process matches {describe(target)} after the rollback: it is down, and "
-                "nothing here runs it (not supervised): declare restart_command"
-            )
+            raise FaultError(_still_down(describe(target), started))
         running = [p.to_json() for p in procs]
     return {
         "target": target,
@@ -250,3 +253,17 @@ def ensure_running(
 def _ledger_side(configuration: Configuration) -> Path:
     path = ledger_from_configuration(configuration).path.resolve()
     return path.with_name(f"{path.name}.started")
+
+
+def _still_down(what: str, started: Mapping[str, Any] | None) -> str:
+    """Why ``ensure_running`` found the target down (a failed revert raised before this)."""
+    down = f"no {what}" if what.startswith("processes ") else f"no process matches {what}"
+    if started:
+        return (
+            f"{down} after the rollback: restart_command started pid {started['pid']}, which "
+            f"is no longer running; its output is in {started['log']}"
+        )
+    return (
+        f"{down} after the rollback: it is down, and nothing here runs it (not supervised): "
+        "declare restart_command"
+    )

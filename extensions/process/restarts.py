@@ -17,7 +17,8 @@ it (the rollback's runner, or ``inoculate recover``); the variable names the ori
 and that environment lacks are reported. Its output goes to ``restarted-<record>-<n>.log``
 in the run directory (else in ``.inoculate/``). It is *ready* once ``wait_for`` says so — a TCP
 port accepts, a URL answers below 500, or a process matches a pattern — or, without it, once
-a live process matches the kill's pattern.
+a live process matches the kill's pattern and listens on every TCP port the killed ones
+listened on (so a restart that dies on ``bind()`` is a failed revert, not a recovery).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ __all__ = [
     "READY_TIMEOUT_S",
     "alive",
     "describe_for_restart",
+    "listening_ports",
     "missing_environment",
+    "ports_listened",
     "restart_argv",
     "start_process",
     "wait_ready",
+    "wait_restarted",
 ]
 
 READY_TIMEOUT_S = 10.0
@@ -64,10 +68,49 @@ def describe_for_restart(pid: int) -> dict[str, Any]:
                 "user": _or_none(process.username),
                 "ppid": process.ppid(),
                 "env_names": sorted(_or_none(process.environ) or {}),
+                "listening": listening_ports(pid),
             }
     except psutil.NoSuchProcess:
         return {}
     return described
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports ``pid`` listens on (empty when it listens on none, or is gone)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return []
+    return sorted({c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN})
+
+
+def ports_listened(pids: Sequence[int]) -> set[int]:
+    """Every TCP port any of ``pids`` listens on."""
+    return {port for pid in pids for port in listening_ports(pid)}
+
+
+def wait_restarted(
+    started: Sequence[tuple[subprocess.Popen[bytes], Path]],
+    ready: Any,
+    what: str,
+    timeout_s: float = READY_TIMEOUT_S,
+) -> None:
+    """Wait until ``ready()``; raise :class:`FaultError` naming the cause when a started
+    process exits with an error first (its exit code and log), or on timeout. A launcher
+    that exits 0 (a daemon that forked) is waited past: readiness decides."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        for process, log in started:
+            code = process.poll()
+            if code:
+                raise FaultError(
+                    f"pid {process.pid} exited with code {code} before it was ready "
+                    f"({what}); its output is in {log}"
+                )
+        if time.monotonic() > deadline:
+            logs = ", ".join(str(log) for _, log in started)
+            raise FaultError(f"not ready after {timeout_s:g}s: waited for {what}; output in {logs}")
+        time.sleep(0.05)
 
 
 def _or_none(read: Any) -> Any:

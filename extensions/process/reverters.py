@@ -10,11 +10,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from inoculate.extensions.process.restarts import (
-    READY_TIMEOUT_S,
     missing_environment,
+    ports_listened,
     restart_argv,
     start_process,
-    wait_ready,
+    wait_restarted,
 )
 from inoculate.extensions.process.targets import (
     STOPPED_STATUSES,
@@ -80,7 +80,8 @@ def _restart_pattern(record: LedgerRecord) -> str:
     logs = _logs(record)
     started = []
     if command:
-        started.append(start_process(str(command), roots[0].get("cwd") if roots else None, logs(0)))
+        cwd = roots[0].get("cwd") if roots else None
+        started.append((start_process(str(command), cwd, logs(0)), logs(0)))
     else:
         for number, process in enumerate(roots):
             argv = restart_argv(process)
@@ -90,12 +91,14 @@ def _restart_pattern(record: LedgerRecord) -> str:
                     "command line (the process rewrote it, or its program is gone): not "
                     "supervised: declare restart_command"
                 )
-            started.append(start_process(argv, process.get("cwd"), logs(number),
-                                         process.get("user")))  # fmt: skip
-    wait_ready({}, READY_TIMEOUT_S, None, lambda: bool(pattern and match_pattern(pattern)))
+            log = logs(number)
+            started.append((start_process(argv, process.get("cwd"), log, process.get("user")), log))
+    ports = _recorded_ports(record)
+    what = f"a process matching {pattern!r}" + (f" listening on {sorted(ports)}" if ports else "")
+    wait_restarted(started, lambda: _back(pattern, ports)[0], what)
     missing = sorted({name for p in roots for name in missing_environment(p)})
     lacking = f"; its environment lacks {missing}" if missing else ""
-    return f"started again as pid {[p.pid for p in started]}{lacking}"
+    return f"started again as pid {[p.pid for p, _ in started]}{lacking}"
 
 
 def _logs(record: LedgerRecord) -> Callable[[int], Path]:
@@ -140,11 +143,29 @@ def _down_restored(record: LedgerRecord) -> tuple[bool | None, str]:
         instances = system.processes(state_dir, str(record.undo["service"]))
         down = [sp.instance for sp in instances if not is_alive(sp.pid)]
         return (False, f"not running: {down}") if down else (True, "every instance runs")
-    pattern = str(record.target.get("pattern", ""))
+    return _back(str(record.target.get("pattern", "")), _recorded_ports(record))
+
+
+def _recorded_ports(record: LedgerRecord) -> set[int]:
+    """The TCP ports the killed processes listened on (records before 0.2 have none)."""
+    return {
+        int(port) for p in record.undo.get("processes") or () for port in p.get("listening") or ()
+    }
+
+
+def _back(pattern: str, ports: set[int]) -> tuple[bool, str]:
+    """Whether processes match ``pattern`` again and listen on every one of ``ports``."""
     running = match_pattern(pattern) if pattern else []
-    if running:
-        return True, f"{len(running)} process(es) match {pattern!r}"
-    return False, f"no process matches {pattern!r}"
+    if not running:
+        return False, f"no process matches {pattern!r}"
+    missing = ports - ports_listened([p.pid for p in running])
+    if missing:
+        return (
+            False,
+            f"{len(running)} process(es) match {pattern!r} but none listens on {sorted(missing)}",
+        )
+    listens = f", listening on {sorted(ports)}" if ports else ""
+    return True, f"{len(running)} process(es) match {pattern!r}{listens}"
 
 
 # After the rollbacks, each fault's target is checked (inoculate.faults.kinds).
