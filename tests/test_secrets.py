@@ -119,3 +119,47 @@ def test_no_sentinel_secret_reaches_any_file_or_the_console(
     assert (run_dir / "report.html").is_file() and (run_dir / "faults.jsonl").is_file()
     secrets_dir = workspace.ledger.with_name("ledger.jsonl.secrets")
     assert not secrets_dir.exists() or not any(secrets_dir.iterdir())  # settled: forgotten
+
+
+def test_a_secret_kill_pattern_is_kept_out_of_the_ledger_and_the_target_still_comes_back(
+    workspace: Workspace, tmp_path: Path, sleeper: tuple[psutil.Process, str]
+) -> None:
+    proc, marker = sleeper
+    experiment = tmp_path / "kill-secret.yaml"
+    kill = _activity(
+        "action", "kill-by-secret-pattern", "inoculate.extensions.process", "kill",
+        pattern="${inline}", signal="SIGKILL",
+    )  # fmt: skip
+    experiment.write_text(
+        yaml.safe_dump(
+            {
+                "title": "A secret kill pattern",
+                "description": "No rollback: the safety net must bring it back.",
+                "secrets": {"sec": {"inline": marker}},
+                "method": [kill],
+            },
+            sort_keys=False,
+        )
+    )
+    run = workspace.run("run", str(experiment))
+    printed = run.stdout + run.stderr
+    back = [
+        p for p in psutil.process_iter(["pid", "cmdline"]) if marker in (p.info["cmdline"] or [])
+    ]
+    try:
+        assert proc.pid not in [p.pid for p in back]  # it really was killed ...
+        assert len(back) == 1, printed  # ... and started again from its recorded command line
+        assert "inoculate reverted it" in printed, printed
+        assert workspace.outstanding_faults() == []
+        leaks = [
+            str(path.relative_to(workspace.root))
+            for path in workspace.root.rglob("*")
+            if path.is_file() and path != experiment and marker.encode() in path.read_bytes()
+        ]
+        assert not leaks and marker not in printed, leaks
+        timeline = (run.run_dir() / "faults.jsonl").read_text().splitlines()
+        injected = json.loads(timeline[0])
+        assert injected["target"]["pattern"].startswith("⟪secret:"), injected
+    finally:
+        for process in back:
+            process.kill()

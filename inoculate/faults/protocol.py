@@ -36,7 +36,8 @@ from inoculate.faults.ledger import (
 )
 from inoculate.model.errors import FaultError
 from inoculate.model.layout import FAULTS_FILE
-from inoculate.model.secrets import scrub, scrub_text, secrets_of
+from inoculate.model.secrets import scrub_text, secrets_of
+from inoculate.model.timeline import read_timeline
 
 __all__ = [
     "RevertOutcome",
@@ -96,13 +97,15 @@ def inject(
     run_id = run_id_from_configuration(configuration)
     secrets = secrets_of(run_id)
     record_id = uuid.uuid4().hex
-    hidden_undo, tokens = hidden.hide(undo, secrets)
+    # A secret in the target (a pattern that is a password) or the undo becomes a token whose
+    # value waits beside the ledger: the record stays free of secrets and still revertible.
+    kept, tokens = hidden.hide({"target": dict(target), "undo": dict(undo)}, secrets)
     if tokens:
         hidden.store(ledger.path, record_id, tokens)
     record = ledger.record(
         kind=f"{family}:{fault}",
-        target=scrub(dict(target), secrets),
-        undo=hidden_undo,
+        target=kept["target"],
+        undo=kept["undo"],
         run_id=run_id,
         description=scrub_text(description, secrets),
         run_dir=run_dir_from_configuration(configuration),
@@ -130,8 +133,7 @@ def check_restored(ledger: FaultLedger, record: LedgerRecord) -> tuple[bool | No
     verifier = verifier_for(record.kind)
     if verifier is None:
         return None, "not checked (its family has no check)"
-    tokens = hidden.load(ledger.path, record.id)
-    revealed = replace(record, undo=hidden.reveal(record.undo, tokens)) if tokens else record
+    revealed, tokens = _revealed(ledger, record)
     try:
         restored, detail = verifier(revealed)
     except Exception as exc:  # a check that cannot run says so; it never crashes a verdict
@@ -139,22 +141,14 @@ def check_restored(ledger: FaultLedger, record: LedgerRecord) -> tuple[bool | No
     return restored, scrub_text(detail, set(tokens.values()))
 
 
-def read_timeline(run_dir: Path) -> list[dict[str, Any]]:
-    """Return the inject/revert events of a run (``faults.jsonl``), oldest first."""
-    path = Path(run_dir) / FAULTS_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a SIGKILL: the ledger, not the timeline, is the truth
-        if isinstance(event, dict) and "id" in event and "at" in event:
-            events.append(event)
-    return events
+def _revealed(ledger: FaultLedger, record: LedgerRecord) -> tuple[LedgerRecord, dict[str, str]]:
+    """The record with its tokens replaced by the secret values (for reverters and checks
+    only: never written or printed), and the tokens."""
+    tokens = hidden.load(ledger.path, record.id)
+    if not tokens:
+        return record, tokens
+    target = hidden.reveal(record.target, tokens)
+    return replace(record, target=target, undo=hidden.reveal(record.undo, tokens)), tokens
 
 
 def _append_timeline(record: LedgerRecord, event: Mapping[str, Any]) -> None:
@@ -184,8 +178,7 @@ def revert_record(ledger: FaultLedger, record: LedgerRecord) -> RevertOutcome:
         )
         settle(ledger, record, detail)
         return RevertOutcome(record, True, detail)
-    tokens = hidden.load(ledger.path, record.id)
-    revealed = replace(record, undo=hidden.reveal(record.undo, tokens)) if tokens else record
+    revealed, tokens = _revealed(ledger, record)
     try:
         detail = reverter(revealed)
     except Exception as exc:  # a reverter's failure must not stop the others
@@ -250,7 +243,9 @@ def revert_matching(
     """
     ledger = ledger_from_configuration(configuration)
     owner = run_id_from_configuration(configuration)
-    records = [r for r in ledger.outstanding() if r.run_id == owner and matches(r)]
+    records = [
+        r for r in ledger.outstanding() if r.run_id == owner and matches(_revealed(ledger, r)[0])
+    ]
     outcomes = [revert_record(ledger, record) for record in reversed(records)]
     failed = [o for o in outcomes if not o.reverted]
     if failed:
