@@ -29,6 +29,7 @@ from inoculate.model.layout import BASE_DIR_CONFIG_KEY, JOURNAL_FILE, SUMMARY_FI
 from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
+from inoculate.model.timeline import unreverted
 from inoculate.model.verdict import VerdictFacts, chaoslib_interruption, judge
 
 __all__ = ["RunData", "activity_results", "derive_summary", "load_run"]
@@ -117,7 +118,10 @@ def load_run(path: Path) -> RunData:
     summary = _inoculate_summary(directory, journal, journal_path)
     if summary is not None:
         return RunData(path, directory, journal, summary, "inoculate")
-    return RunData(path, directory, journal, derive_summary(journal), "chaostoolkit")
+    # A run directory of ours without a summary: its runner was killed mid-run. Its fault
+    # timeline still says which faults no revert settled (`inoculate recover` settles them).
+    timeline = directory if journal_path.name == JOURNAL_FILE else None
+    return RunData(path, directory, journal, derive_summary(journal, timeline), "chaostoolkit")
 
 
 def _read_document(path: Path, what: str) -> Any:
@@ -191,8 +195,13 @@ def _typed(source: Path, document: Any) -> RunSummary:
         ) from exc
 
 
-def derive_summary(journal: Mapping[str, Any]) -> RunSummary:
-    """Judge a plain Chaos Toolkit journal with inoculate's rules (no SLI series)."""
+def derive_summary(journal: Mapping[str, Any], run_dir: Path | None = None) -> RunSummary:
+    """Judge a plain Chaos Toolkit journal with inoculate's rules (no SLI series); with
+    ``run_dir``, faults its ``faults.jsonl`` shows injected and never reverted are left."""
+    left = [
+        str(event.get("description") or event.get("kind") or event["id"])
+        for event in (unreverted(run_dir) if run_dir is not None else ())
+    ]
     steady = journal.get("steady_states") or {}
     before = hypothesis_met(steady.get("before"))
     after = hypothesis_met(steady.get("after"))
@@ -208,6 +217,7 @@ def derive_summary(journal: Mapping[str, Any]) -> RunSummary:
             failed_rollbacks=failed_rollbacks,
             interruption=chaoslib_interruption(chaos_status),
             journal_status=chaos_status,
+            faults_left=left,
         )
     )
     experiment = journal.get("experiment") or {}
@@ -221,6 +231,7 @@ def derive_summary(journal: Mapping[str, Any]) -> RunSummary:
             "method": _method_window(journal.get("run")),
             "failed_activities": failed_actions,
             "failed_rollbacks": failed_rollbacks,
+            "faults_left": left,
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -81,14 +82,34 @@ def test_sigkill_then_recover_reverts_the_fault(
     assert proc.status() == psutil.STATUS_STOPPED  # the runner died with the fault in place
     [record] = workspace.outstanding_faults()
     assert record["target"] == {"pattern": marker}
+    # Its report says what the timeline shows: interrupted, the fault still injected, and
+    # no rollback points (the journal alone would claim nothing was left).
+    [run_dir] = [d for d in (workspace.root / "runs").iterdir() if d.is_dir()]
+    left = _report_json(workspace, run_dir)
+    assert left["verdict"]["status"] == "interrupted", left["verdict"]
+    assert any("fault still injected" in r for r in left["verdict"]["reasons"]), left["verdict"]
+    assert _component(left, "rollbacks")["points"] == 0
 
     result = workspace.run("recover", "--ledger", str(workspace.ledger))
     assert result.code == 0, result.stdout + result.stderr
     assert "1 fault(s) reverted, 0 left" in result.stdout
+    settled = _report_json(workspace, run_dir)
+    assert not any("fault still injected" in r for r in settled["verdict"]["reasons"])
     assert proc.status() != psutil.STATUS_STOPPED
     assert workspace.outstanding_faults() == []
     again = workspace.run("recover", "--ledger", str(workspace.ledger))
     assert again.code == 0 and "0 fault(s) reverted, 0 left" in again.stdout
+
+
+def _report_json(workspace: Workspace, run_dir: Path) -> dict:  # type: ignore[type-arg]
+    out = workspace.out_dir(f"report-{time.monotonic_ns()}")
+    result = workspace.run("report", str(run_dir), "--out", str(out), "--format", "json")
+    assert result.code == 0, result.stdout + result.stderr
+    return json.loads((out / "report.json").read_text())  # type: ignore[no-any-return]
+
+
+def _component(report: dict, key: str) -> dict:  # type: ignore[type-arg]
+    return next(c for c in report["score"]["components"] if c["key"] == key)  # type: ignore[no-any-return]
 
 
 def test_sigkill_then_next_run_replays_the_ledger(
