@@ -190,6 +190,40 @@ def test_chaoslib_never_takes_sigterm_from_a_run() -> None:
         latch.restore()
 
 
+def test_a_signal_another_thread_receives_still_cuts_a_chaoslib_pause_short() -> None:
+    # The kernel may hand a SIGTERM to any thread of the run (load, monitor, pools); the
+    # main thread, asleep in one 60 s chaoslib pause, was not woken: the run went on for
+    # the whole pause (a 0.8 s case of the test above, once, under load).
+    import threading
+
+    import chaoslib.activity as chaoslib_activity
+
+    from inoculate.session.interrupts import interruptible_pauses
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    ready = threading.Event()
+    other = threading.Thread(target=lambda: (ready.set(), time.sleep(3)), daemon=True)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        other.start()
+        ready.wait(5)
+        assert other.ident is not None
+        timer = threading.Timer(0.3, signal.pthread_kill, (other.ident, signal.SIGTERM))
+        started = time.monotonic()
+        with interruptible_pauses(), pytest.raises(Stop):
+            timer.start()
+            chaoslib_activity.time.sleep(10)
+        assert time.monotonic() - started < 2.0
+        assert chaoslib_activity.time is time  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_an_interruption_python_wrapped_mid_import_still_exits_3() -> None:
     # Seen by the soak: SIGINT 0.41 s in, inside a class body's __set_name__ (functools'
     # cached_property), which Python re-raises as RuntimeError; that once exited 1 with a

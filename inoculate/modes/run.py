@@ -36,7 +36,11 @@ from inoculate.model.layout import (
 from inoculate.model.secrets import scrub, secret_values
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
-from inoculate.session.interrupts import SignalLatch, keeping_our_sigterm
+from inoculate.session.interrupts import (
+    SignalLatch,
+    interruptible_pauses,
+    keeping_our_sigterm,
+)
 
 __all__ = ["CONTROL_MODULE", "RunOutcome", "load_run_variables", "run_experiment_file"]
 
@@ -126,7 +130,11 @@ def _run(
     write_json_atomic(run_dir / JOURNAL_FILE, first)
     # Before the method only: the session checks the after-state itself, after the rollbacks.
     try:
-        with Runner(Strategy.BEFORE_METHOD) as runner, keeping_our_sigterm():
+        with (
+            Runner(Strategy.BEFORE_METHOD) as runner,
+            keeping_our_sigterm(),
+            interruptible_pauses(),
+        ):
             journal = runner.run(
                 experiment, settings=_settings(), experiment_vars=(config_vars, secret_vars)
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -32,7 +33,13 @@ from typing import Any
 
 from inoculate.model.errors import RunInterrupted
 
-__all__ = ["ABORT_SIGNAL", "InterruptGuard", "SignalLatch", "keeping_our_sigterm"]
+__all__ = [
+    "ABORT_SIGNAL",
+    "InterruptGuard",
+    "SignalLatch",
+    "interruptible_pauses",
+    "keeping_our_sigterm",
+]
 
 logger = logging.getLogger("inoculate")
 ABORT_SIGNAL = signal.SIGUSR1
@@ -152,3 +159,38 @@ def keeping_our_sigterm() -> Iterator[None]:
         yield
     finally:
         chaoslib_run.exit_signals = original
+
+
+_PAUSE_SLICE_S = 0.2
+
+
+class _SlicedSleep:
+    """``time`` for chaoslib's activity module, whose ``sleep`` wakes every 0.2 s.
+
+    A signal the kernel hands to one of the run's other threads (load, monitor, pools)
+    sets CPython's pending flag but does not wake the main thread from one long
+    ``time.sleep``: chaoslib's ``pauses`` of 60 s then kept a SIGTERM waiting a minute. In
+    slices, the main thread runs the handler within 0.2 s.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + max(0.0, float(seconds))
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(_PAUSE_SLICE_S, left))
+
+
+@contextmanager
+def interruptible_pauses() -> Iterator[None]:
+    """While it is active, chaoslib's ``pauses`` sleep in slices a signal can interrupt."""
+    import chaoslib.activity as chaoslib_activity
+
+    original = chaoslib_activity.time
+    chaoslib_activity.time = _SlicedSleep()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        chaoslib_activity.time = original
