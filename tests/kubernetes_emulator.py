@@ -210,6 +210,11 @@ def running_api_fake() -> Iterator[ApiFake]:
             SelectorAwareEmulator() as emulator,
             kmock.Server(emulator, host="127.0.0.1") as server,
         ):
+            # Declared up front, as a cluster has them: kmock answers 404 to a list of a
+            # resource it has not seen an object of yet (a deployment whose pods the fake
+            # controller had not created at the first readiness check).
+            for resource in (PODS, DEPLOYMENTS, REPLICA_SETS, NETWORK_POLICIES):
+                emulator.resources[resource] = {}
             ready["fake"] = ApiFake(emulator, loop, str(server.url).rstrip("/"))
             started.set()
             await stop.wait()

@@ -51,8 +51,9 @@ def settle_leftovers(
             continue
         outcome = revert_record(ledger, record)
         logger.warning(
-            "fault not restored by the rollbacks (%s); inoculate reverted it: %s",
+            "fault not restored by the rollbacks (%s); %s: %s",
             detail,
+            "inoculate reverted it" if outcome.reverted else "inoculate could not revert it",
             outcome.detail,
         )
         reverted.append(outcome.to_json())

@@ -378,7 +378,14 @@ class RunSession(RunEventHandler):
     def _replay_dead_runs(self) -> list[Any]:
         outcomes = revert_outstanding(self.ledger, matches=lambda record: not record.owner_alive())
         for outcome in outcomes:
-            logger.warning("reverted a fault left by a dead run: %s", outcome.to_json())
+            record = outcome.record
+            logger.warning(
+                "%s a fault left by dead run %s (%s): %s",
+                "reverted" if outcome.reverted else "could not revert",
+                record.run_id or "unknown",
+                record.description or record.kind,
+                outcome.detail,
+            )
         return outcomes
 
     def _judges_after_state(self, journal: Journal) -> bool:
