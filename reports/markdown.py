@@ -132,6 +132,8 @@ def suite_markdown(suite: SuiteReport) -> str:
     what = "inoculate gate" if gate is not None else "inoculate suite"
     verdict = "passed" if suite.passed else "failed"
     lines = [f"## {mark} {what} {verdict}: suite score {suite.score:g}/100", ""]
+    if suite.score_caveat:
+        lines += [f"The suite score: {suite.score_caveat}.", ""]
     lines += _table(
         ("experiment", "verdict", "score", "weight", "baseline", "report"),
         (

@@ -86,6 +86,16 @@ class SuiteReport:
     suite_id: str = ""
 
     @property
+    def score_caveat(self) -> str:
+        """What the suite score is *not*, when every experiment is an expected failure."""
+        if self.entries and all(entry.expected_to_fail for entry in self.entries):
+            return (
+                "every experiment is an expected failure: this is the mean of known "
+                "weaknesses' scores, not a measure of resilience"
+            )
+        return ""
+
+    @property
     def passed(self) -> bool:
         """Every run passed and, for a gate, the gate passed."""
         runs_passed = all(entry.passed for entry in self.entries)

@@ -243,5 +243,10 @@ def test_a_known_weakness_passes_the_gate_only_while_it_stays_detected(
     gone = gate(workspace, marker, good, "--expect-failed", "good", "--baseline", "none")
     assert gone.returncode == 1, gone.stdout + gone.stderr
     assert "expected to fail (a known weakness) but passed" in " ".join(gone.stdout.split())
+    # With only known weaknesses, the suite score is no measure of resilience, and says so.
+    only_weak = gate(workspace, marker, broken, "--expect-failed", "broken", "--baseline", "none")
+    assert only_weak.returncode == 0, only_weak.stdout + only_weak.stderr
+    assert "every experiment is an expected failure" in " ".join(only_weak.stdout.split())
+    assert "every experiment is an expected failure" not in " ".join(detected.stdout.split())
     unknown = gate(workspace, marker, good, "--expect-failed", "nope")
     assert unknown.returncode == 2 and "--expect-failed nope: no such experiment" in unknown.stderr

@@ -79,7 +79,8 @@ def match_pattern(pattern: str) -> list[Proc]:
     for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
         if proc.info["status"] in DEAD_STATUSES:
             continue  # a zombie is dead: nothing to signal, freeze or wait for
-        cmdline = " ".join(proc.info["cmdline"] or [])
+        # A process that rewrote its title (redis-server) leaves empty arguments behind.
+        cmdline = " ".join(proc.info["cmdline"] or []).rstrip()
         if proc.info["pid"] not in protected and cmdline and regex.search(cmdline):
             program = proc.info["name"] or Path(proc.info["cmdline"][0]).name
             found.append(Proc(proc.info["pid"], proc.info["create_time"], cmdline[:120], program))

@@ -190,8 +190,9 @@ def _print_gate(suite: SuiteReport, files: Mapping[str, Path]) -> None:
     console.print(table)
     colour = "green" if suite.passed else "red"
     verdict = "PASSED" if suite.passed else "FAILED"
+    caveat = f" ({suite.score_caveat})" if suite.score_caveat else ""
     console.print(
-        f"gate: [bold {colour}]{verdict}[/bold {colour}]  suite score {suite.score:g}/100"
+        f"gate: [bold {colour}]{verdict}[/bold {colour}]  suite score {suite.score:g}/100{caveat}"
     )
     for reason in suite.gate.reasons:
         console.print(f"  - {reason}", highlight=False, markup=False)
