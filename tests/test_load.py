@@ -460,7 +460,11 @@ def test_the_open_model_keeps_arriving_while_the_service_hangs(
     # (Under a loaded machine a few may time out a second later.)
     timeouts = [by_second[hung_second + 2], by_second[hung_second + 3]]
     assert sum(total(s, "failures") for s in timeouts) >= total(hung, "started") - 5
-    assert sum(total(s, "late") for s in timeouts) == total(hung, "stalled")
+    # (Requests stalled in the second the hang began, when it began early in it, time out
+    # a second earlier; on a loaded machine a few of either kind may fall a second later.)
+    late = sum(total(s, "late") for s in timeouts)
+    before = total(by_second[hung_second - 1], "stalled")
+    assert total(hung, "stalled") - 5 <= late <= total(hung, "stalled") + before
 
 
 def test_the_closed_model_corrects_for_coordinated_omission(
