@@ -150,6 +150,10 @@ def test_a_secret_kill_pattern_is_kept_out_of_the_ledger_and_the_target_still_co
         assert proc.pid not in [p.pid for p in back]  # it really was killed ...
         assert len(back) == 1, printed  # ... and started again from its recorded command line
         assert "inoculate reverted it" in printed, printed
+        # The check after the rollbacks looked for the real pattern (not its token).
+        [fault] = run.summary()["faults"]
+        assert fault["restored"] is True, fault
+        assert "⟪secret" not in json.dumps(run.summary()) and "⟪secret" not in printed
         assert workspace.outstanding_faults() == []
         leaks = [
             str(path.relative_to(workspace.root))

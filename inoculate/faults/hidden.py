@@ -1,11 +1,13 @@
-"""Secret values in a fault's undo settings: kept out of the ledger, beside it, until reverted.
+"""Secret values in a fault's target and undo settings: kept out of the ledger, beside it.
 
-A fault's target and description are scrubbed (``***``) before they are recorded: they are
-for people. Its *undo* settings are for the reverter, which may need a secret value (an API
-URL with a token, a pattern that is a password): each secret value in them is replaced by a
-token ``⟪secret:N⟫``, and the values are written to ``<ledger>.secrets/<record id>.json``
-(mode 0600 in a 0700 directory). Reverting reads them back (also in ``inoculate recover``,
-from the record alone) and settling the record deletes the file. The ledger, the run's
+A fault's description is scrubbed (``***``) before it is recorded: it is for people. Its
+target and *undo* settings are for the reverter and the check after the rollbacks, which may
+need a secret value (an API URL with a token, a pattern that is a password): each secret
+value in them is replaced by a token ``⟪secret:N⟫``, and the values are written to
+``<ledger>.secrets/<record id>.json`` (mode 0600 in a 0700 directory). Reverting reads them
+back (also in ``inoculate recover``, from the record alone) and settling the record deletes
+the file; the process that injected the fault keeps them in memory until it ends, so that
+its own check after the rollbacks still sees the real target. The ledger, the run's
 ``faults.jsonl`` and everything built from them never hold a secret value.
 """
 
@@ -69,6 +71,7 @@ def secrets_file(ledger_path: Path, record_id: str) -> Path:
 
 def store(ledger_path: Path, record_id: str, tokens: Mapping[str, str]) -> None:
     """Write a record's hidden values (0600, fsynced) before the record itself is written."""
+    _IN_MEMORY[record_id] = dict(tokens)
     path = secrets_file(ledger_path, record_id)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -78,12 +81,17 @@ def store(ledger_path: Path, record_id: str, tokens: Mapping[str, str]) -> None:
         os.fsync(handle.fileno())
 
 
+# Record id -> token -> value, for the records this process hid values of (never written).
+_IN_MEMORY: dict[str, dict[str, str]] = {}
+
+
 def load(ledger_path: Path, record_id: str) -> dict[str, str]:
-    """A record's hidden values (none when it hid nothing)."""
+    """A record's hidden values (none when it hid nothing): from the file beside the ledger,
+    else from the memory of the process that injected it (after the record settled)."""
     try:
         data = json.loads(secrets_file(ledger_path, record_id).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
+        return dict(_IN_MEMORY.get(record_id, {}))
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
