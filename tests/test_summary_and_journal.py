@@ -15,7 +15,7 @@ from inoculate.steady_state.samples import (
     encode_histogram,
     new_histogram,
 )
-from inoculate.steady_state.slo import AvailabilitySlo, evaluate_all
+from inoculate.steady_state.slo import AvailabilitySlo, LatencySlo, evaluate_all
 from inoculate.steady_state.store import SliStore
 
 SLO = AvailabilitySlo(name="browse", endpoint="GET /p", objective=99.0, window_s=3)
@@ -105,6 +105,38 @@ def test_a_rollback_within_the_recovered_second_is_the_cause() -> None:
     [fault] = summary["faults"]
     assert (fault["recovered_at"], fault["recovered_by"]) == (T0 + 10, "rollback")
     assert fault["time_to_recover_s"] == 0.0
+
+
+def test_recovery_waits_for_every_slo_the_fault_breached_not_only_the_first() -> None:
+    # A hang (slow answers, 1005-1006) seen first by latency, then fast failures (1007-1009):
+    # latency is met again by the failures, availability is not; back at 1010.
+    latency = LatencySlo(name="browse-p95", endpoint="GET /p", percentile=95, threshold_ms=300)
+    both = [SLO, latency]
+
+    def second(t: int, ok: int, failed: int, latency_us: int) -> SliSample:
+        histogram = new_histogram()
+        for _ in range(ok + failed):
+            histogram.record_value(latency_us)
+        part = EndpointSecond(ok + failed, ok + failed, failed, encode_histogram(histogram))
+        return SliSample(t=t, endpoints={"GET /p": part})
+
+    samples = [
+        second(T0 + i, 0 if 7 <= i <= 9 else 100, 100 if 7 <= i <= 9 else 0,
+               1_000_000 if 5 <= i <= 6 else 5_000)
+        for i in range(16)
+    ]  # fmt: skip
+    evaluations = [
+        Evaluation(t=x.t, seen_at=x.t + 1.1, verdicts=tuple(evaluate_all(both, samples, x.t)))
+        for x in samples
+    ]
+    facts = _facts(
+        samples, (T0 + 4.5, T0 + 12.0), _fault(T0 + 5.0, T0 + 12.5),
+        slos=both, evaluations=evaluations,
+    )  # fmt: skip
+    [fault] = _summary(facts)["faults"]
+    assert fault["detected_by"] == ["browse-p95"]
+    assert fault["recovered_at"] == T0 + 10, fault
+    assert fault["time_to_recover_s"] == 5.0
 
 
 def test_a_breach_outside_the_method_does_not_fail_the_run() -> None:

@@ -189,10 +189,20 @@ class _Breaches:
         # the first whose running maximum of ends passes it, and running maxima are sorted.
         self._ends = list(accumulate((e.t + 1 for e in self._breached), max))
 
+        by_second = sorted((e.t, e) for e in self._breached)
+        self._seconds = [t for t, _ in by_second]
+        self._by_second = [e for _, e in by_second]
+
     def first_after(self, at: float) -> Evaluation | None:
         """The first breached evaluation whose second ends after ``at`` (``t + 1 > at``)."""
         i = bisect.bisect_right(self._ends, at)
         return self._breached[i] if i < len(self._breached) else None
+
+    def names_between(self, first: int, last: int) -> set[str]:
+        """The SLOs breached in any evaluation of the seconds ``first`` to ``last``."""
+        lo = bisect.bisect_left(self._seconds, first)
+        hi = bisect.bisect_right(self._seconds, last)
+        return {v.name for e in self._by_second[lo:hi] for v in e.breached}
 
 
 class _Recovery:
@@ -267,6 +277,14 @@ def _fault_report(
     report["time_to_detect_s"] = round(max(0.0, detection.seen_at - injected), 3)
     report["detected_by"] = sorted(names)
     back = recovery.recovered_at([s for s in facts.slos if s.name in names], detection.t)
+    # Back means back on every SLO the fault breached, not only the first to see it (a
+    # latency SLO that detected a hang is met again by fast failures).
+    while back is not None:
+        later = breaches.names_between(detection.t, back + STABLE_SECONDS - 1) - names
+        if not later:
+            break
+        names |= later
+        back = recovery.recovered_at([s for s in facts.slos if s.name in names], detection.t)
     if back is None:
         # Never back within objective — or not measured, when the run ended before enough
         # seconds after the fault's end were sampled to tell.
