@@ -188,12 +188,20 @@ def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
         reasons=tuple(summary.reasons),
         slos_unmeasured_reason=slo_reason,
         faults_unmeasured_reason=fault_reason,
+        finished=run.kind != "unfinished",
     )
+
+
+_NEVER_FINISHED = (
+    "the run never finished: its runner was killed before it judged the run (no summary.json)"
+)
 
 
 def _slo_outcomes(
     run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
 ) -> tuple[tuple[SloOutcome, ...] | None, str]:
+    if run.kind == "unfinished":
+        return None, _NEVER_FINISHED
     if run.kind != "inoculate":
         return None, "no SLI series: a plain Chaos Toolkit journal records no per-second SLIs"
     reports = run.summary.slos
@@ -340,6 +348,8 @@ def _responsible_fault(
 
 
 def _fault_outcomes(run: RunData) -> tuple[tuple[FaultOutcome, ...] | None, str]:
+    if run.kind == "unfinished":
+        return None, _NEVER_FINISHED
     if run.kind != "inoculate":
         return None, "no fault timeline: a plain Chaos Toolkit journal records no fault windows"
     faults = []

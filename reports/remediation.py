@@ -219,6 +219,19 @@ def safety_net_finding(name: str) -> Finding:
     )
 
 
+def never_finished(faults_left: Sequence[str] = ()) -> Finding:
+    """The runner was killed before it judged the run: nothing it measured was judged."""
+    left = f"; still injected when this report was written: {', '.join(faults_left)}"
+    return _finding(
+        "run",
+        "the run never finished",
+        "its runner was killed before it judged the run (no summary.json), so no SLO, "
+        "recovery or rollback was judged" + (left if faults_left else ""),
+        "run `inoculate recover` to revert what the run left (a report written after it "
+        "shows what is still injected), then run the experiment again; the score stays 0",
+    )
+
+
 def precondition_failed(before: bool | None, reasons: Sequence[str] = ()) -> Finding:
     """The steady state before the fault was not met: the experiment tested nothing."""
     evidence = (

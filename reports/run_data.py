@@ -25,7 +25,13 @@ from pydantic import ValidationError
 from inoculate.model.errors import InputFileError, ReportInputError
 from inoculate.model.files import parse_json_bounded, read_text_bounded
 from inoculate.model.journal import failed_activities, hypothesis_met
-from inoculate.model.layout import BASE_DIR_CONFIG_KEY, JOURNAL_FILE, SUMMARY_FILE
+from inoculate.model.layout import (
+    BASE_DIR_CONFIG_KEY,
+    JOURNAL_FILE,
+    RUN_ID_CONFIG_KEY,
+    SPEC_FILE,
+    SUMMARY_FILE,
+)
 from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.status import RunStatus
 from inoculate.model.summary import RunSummary
@@ -46,7 +52,9 @@ class RunData:
     directory: Path
     journal: Mapping[str, Any]
     summary: RunSummary
-    kind: str  # "inoculate" (summary and SLI samples) or "chaostoolkit" (journal only)
+    # "inoculate" (summary and SLI samples), "chaostoolkit" (journal only) or "unfinished" (a
+    # run directory of ours whose runner was killed before it wrote its summary)
+    kind: str
 
     @property
     def experiment(self) -> Mapping[str, Any]:
@@ -120,8 +128,9 @@ def load_run(path: Path) -> RunData:
         return RunData(path, directory, journal, summary, "inoculate")
     # A run directory of ours without a summary: its runner was killed mid-run. Its fault
     # timeline still says which faults no revert settled (`inoculate recover` settles them).
-    timeline = directory if journal_path.name == JOURNAL_FILE else None
-    return RunData(path, directory, journal, derive_summary(journal, timeline), "chaostoolkit")
+    if journal_path.name == JOURNAL_FILE and (directory / SPEC_FILE).is_file():
+        return RunData(path, directory, journal, derive_summary(journal, directory), "unfinished")
+    return RunData(path, directory, journal, derive_summary(journal), "chaostoolkit")
 
 
 def _read_document(path: Path, what: str) -> Any:
@@ -221,8 +230,11 @@ def derive_summary(journal: Mapping[str, Any], run_dir: Path | None = None) -> R
         )
     )
     experiment = journal.get("experiment") or {}
+    configuration = experiment.get("configuration") if isinstance(experiment, Mapping) else None
+    run_id = configuration.get(RUN_ID_CONFIG_KEY) if isinstance(configuration, Mapping) else None
     return RunSummary.from_json(
         {
+            "run_id": str(run_id) if run_id and run_dir is not None else None,
             "experiment": _title(experiment),
             "status": status,
             "exit_code": status.exit_code,

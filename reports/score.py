@@ -85,6 +85,7 @@ class ScoreInput:
     reasons: tuple[str, ...] = ()  # the verdict's reasons, as the summary states them
     slos_unmeasured_reason: str = "no SLO was measured"
     faults_unmeasured_reason: str = "no fault was injected"
+    finished: bool = True  # False: the runner was killed before it judged the run
 
 
 @dataclass(frozen=True)
@@ -132,20 +133,22 @@ def score_run(run: ScoreInput) -> Score:
         "rollbacks": _rollback_part(run),
     }
     measured_weight = sum(c.weight for c in COMPONENTS if parts[c.key].credit is not None)
-    precondition = not run.has_hypothesis or run.hypothesis_before is True
+    precondition = run.finished and (not run.has_hypothesis or run.hypothesis_before is True)
     components, findings = [], []
     for spec in COMPONENTS:
         part = parts[spec.key]
         max_points = 100.0 * spec.weight / measured_weight if part.credit is not None else 0.0
         credit = part.credit
         points = max_points * credit if credit is not None and precondition else 0.0
-        detail = part.detail if precondition else "not scored: the precondition failed"
+        detail = part.detail if precondition else _not_scored(run)
         components.append(
             Component(spec.key, spec.label, spec.weight, credit, points, max_points, detail)
         )
         if precondition:
             findings += [_with_points(f, share * max_points) for share, f in part.losses]
-    if not precondition:
+    if not run.finished:
+        findings = [remediation.never_finished(run.faults_left)]
+    elif not precondition:
         findings = [remediation.precondition_failed(run.hypothesis_before, run.reasons)]
     findings += _notes(run)
     value = round(sum(c.points for c in components), 1) if measured_weight else 100.0
@@ -157,6 +160,12 @@ def score_run(run: ScoreInput) -> Score:
         precondition_met=precondition,
         unmeasured=unmeasured,
     )
+
+
+def _not_scored(run: ScoreInput) -> str:
+    if not run.finished:
+        return "not scored: the run never finished"
+    return "not scored: the precondition failed"
 
 
 def suite_score(scores: Sequence[tuple[float, float]]) -> float:

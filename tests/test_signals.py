@@ -89,12 +89,18 @@ def test_sigkill_then_recover_reverts_the_fault(
     assert left["verdict"]["status"] == "interrupted", left["verdict"]
     assert any("fault still injected" in r for r in left["verdict"]["reasons"]), left["verdict"]
     assert _component(left, "rollbacks")["points"] == 0
+    # Not a plain journal: a run of ours that never finished, not scored, and saying so.
+    assert left["run"]["source"] == "unfinished" and left["score"]["value"] == 0
+    assert not left["run"]["id"].startswith("ctk-")
+    titles = [f["title"] for f in left["findings"]]
+    assert "the run never finished" in titles, titles
 
     result = workspace.run("recover", "--ledger", str(workspace.ledger))
     assert result.code == 0, result.stdout + result.stderr
     assert "1 fault(s) reverted, 0 left" in result.stdout
     settled = _report_json(workspace, run_dir)
     assert not any("fault still injected" in r for r in settled["verdict"]["reasons"])
+    assert settled["score"]["value"] == 0 and settled["verdict"]["status"] == "interrupted"
     assert proc.status() != psutil.STATUS_STOPPED
     assert workspace.outstanding_faults() == []
     again = workspace.run("recover", "--ledger", str(workspace.ledger))
