@@ -193,6 +193,23 @@ def test_bad_targets_are_refused_before_anything_is_recorded(tmp_path: Path) -> 
     assert not ledger.exists() or FaultLedger(ledger).outstanding() == []
 
 
+def test_a_pattern_matching_more_than_max_processes_is_refused_before_any_signal(
+    sleepers: tuple[list[psutil.Process], str], tmp_path: Path
+) -> None:
+    procs, marker = sleepers  # two processes match
+    configuration = _configuration(tmp_path)
+    ledger = Path(configuration["inoculate_ledger"])
+    for action in (process.kill, process.freeze, process.restart):
+        with pytest.raises(FaultError, match="matches 2 processes .* max_processes=1"):
+            action(pattern=marker, max_processes=1, configuration=configuration)
+    assert all(p.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE) for p in procs)
+    assert all(p.is_running() for p in procs)
+    assert not ledger.exists() or FaultLedger(ledger).outstanding() == []
+    process.freeze(pattern=marker, max_processes=2, configuration=configuration)
+    assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
+    process.thaw(pattern=marker, configuration=configuration)
+
+
 def test_the_runner_never_targets_itself(tmp_path: Path) -> None:
     # The only process whose command line carries the marker is the one injecting the fault.
     marker = f"inoculate-self-{uuid.uuid4().hex}"

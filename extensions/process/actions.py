@@ -25,6 +25,7 @@ from chaoslib.types import Configuration
 from inoculate.extensions.process.restarts import describe_for_restart, start_process, wait_ready
 from inoculate.extensions.process.reverters import FAMILY, revert_freeze
 from inoculate.extensions.process.targets import (
+    DEFAULT_MAX_PROCESSES,
     STOPPED_STATUSES,
     bring_back,
     confirm,
@@ -36,6 +37,7 @@ from inoculate.extensions.process.targets import (
     service_undo,
     signal_number,
     wait_pattern_back,
+    within_blast_radius,
 )
 from inoculate.faults.ledger import ledger_from_configuration, run_dir_from_configuration
 from inoculate.faults.protocol import (
@@ -46,6 +48,7 @@ from inoculate.faults.protocol import (
 )
 from inoculate.model.errors import FaultError
 from inoculate.model.processes import DEAD_STATUSES
+from inoculate.session.interrupts import interruptible_sleep
 from inoculate.systems.registry import system_from_configuration
 
 __all__ = ["ensure_running", "freeze", "kill", "restart", "start", "thaw"]
@@ -56,6 +59,7 @@ def kill(
     pattern: str | None = None,
     signal: str = "SIGKILL",
     restart_command: str | None = None,
+    max_processes: int = DEFAULT_MAX_PROCESSES,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Send a signal (default SIGKILL) to every process of the target.
@@ -65,9 +69,11 @@ def kill(
     with ``restart_command`` (a shell-like string) when given, else from the command line,
     working directory and user recorded before the kill — or it fails, naming the process,
     when that command line no longer names an executable (see :mod:`.restarts`).
+    A pattern that matches more than ``max_processes`` processes is refused before anything
+    is signalled (as for ``freeze`` and ``restart``).
     """
     signum = signal_number(signal)
-    target, procs = resolve(service, pattern, configuration)
+    target, procs = within_blast_radius(*resolve(service, pattern, configuration), max_processes)
     if service:
         undo = service_undo(target, configuration)
     else:
@@ -114,6 +120,7 @@ def freeze(
     service: str | None = None,
     pattern: str | None = None,
     duration_s: float | None = None,
+    max_processes: int = DEFAULT_MAX_PROCESSES,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Freeze every process of the target with SIGSTOP; SIGCONT undoes it.
@@ -124,7 +131,7 @@ def freeze(
     """
     if duration_s is not None and duration_s <= 0:
         raise FaultError(f"duration_s must be a positive number of seconds, got {duration_s}")
-    target, procs = resolve(service, pattern, configuration)
+    target, procs = within_blast_radius(*resolve(service, pattern, configuration), max_processes)
     record, frozen = inject(
         configuration,
         FAMILY,
@@ -136,7 +143,7 @@ def freeze(
     )
     if duration_s is not None:
         try:
-            time.sleep(duration_s)
+            interruptible_sleep(duration_s)
         finally:
             settle(ledger_from_configuration(configuration), record, revert_freeze(record))
     return {"target": target, "processes": frozen, "duration_s": duration_s}
@@ -160,6 +167,7 @@ def restart(
     service: str | None = None,
     pattern: str | None = None,
     timeout_s: float = 10.0,
+    max_processes: int = DEFAULT_MAX_PROCESSES,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Restart the target and wait until it runs again (new process ids).
@@ -168,7 +176,7 @@ def restart(
     is expected back from whatever supervises it (systemd, a container runtime ...); the
     action fails if no new matching process appears within ``timeout_s``.
     """
-    target, procs = resolve(service, pattern, configuration)
+    target, procs = within_blast_radius(*resolve(service, pattern, configuration), max_processes)
     old_pids = {p.pid for p in procs}
     if service:
         system, state_dir = system_from_configuration(configuration)

@@ -68,6 +68,27 @@ def resolve(
     return target, procs
 
 
+# A pattern that matches more processes than this is a typo until the experiment says it is
+# not (``max_processes``): `s` or `.` would signal every shell and daemon of the machine.
+DEFAULT_MAX_PROCESSES = 10
+
+
+def within_blast_radius(
+    target: dict[str, Any], procs: list[Proc], max_processes: int
+) -> tuple[dict[str, Any], list[Proc]]:
+    """``(target, procs)`` unchanged, or :class:`FaultError` — before anything is recorded
+    or signalled — when a pattern matches more than ``max_processes`` processes."""
+    if "pattern" in target and len(procs) > max_processes:
+        names = sorted({proc.program for proc in procs})
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise FaultError(
+            f"pattern {target['pattern']!r} matches {len(procs)} processes ({shown}), more "
+            f"than max_processes={max_processes}: narrow the pattern (anchor it: "
+            "'^redis-server ') or raise max_processes; nothing was signalled"
+        )
+    return target, procs
+
+
 def match_pattern(pattern: str) -> list[Proc]:
     """Local processes whose command line matches ``pattern``, never the runner or its parents."""
     try:

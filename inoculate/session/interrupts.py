@@ -38,6 +38,7 @@ __all__ = [
     "InterruptGuard",
     "SignalLatch",
     "interruptible_pauses",
+    "interruptible_sleep",
     "keeping_our_sigterm",
 ]
 
@@ -178,9 +179,16 @@ class _SlicedSleep:
 
     @staticmethod
     def sleep(seconds: float) -> None:
-        deadline = time.monotonic() + max(0.0, float(seconds))
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(_PAUSE_SLICE_S, left))
+        interruptible_sleep(seconds)
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """``time.sleep`` in 0.2 s slices, so the main thread runs a signal's handler within
+    0.2 s even when the kernel handed the signal to another thread (see
+    :class:`_SlicedSleep`)."""
+    deadline = time.monotonic() + max(0.0, float(seconds))
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(_PAUSE_SLICE_S, left))
 
 
 @contextmanager
