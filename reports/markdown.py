@@ -62,7 +62,7 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
         (
             (c.label, f"{c.points:.1f}", f"{c.max_points:.1f}", c.detail)
             if c.measured
-            else (c.label, "-", "-", f"not measured: {c.detail}")
+            else (c.label, "-", "-", _unmeasured(c.detail))
             for c in score.components
         ),
     )
@@ -92,6 +92,11 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     if links:
         lines += ["", " · ".join(f"[{fmt}]({path})" for fmt, path in links.items())]
     return "\n".join(lines) + "\n"
+
+
+def _unmeasured(detail: str) -> str:
+    """A component's detail as "not measured: ..." unless it already says why not."""
+    return detail if detail.startswith("not ") else f"not measured: {detail}"
 
 
 def _findings(report: RunReport) -> list[str]:

@@ -165,7 +165,8 @@ def score_input(run: RunData, series: SliSeries | None, specs: Mapping[str, Any]
     slos, slo_reason = _slo_outcomes(run, series, specs)
     faults, fault_reason = _fault_outcomes(run)
     safety_net = [
-        f"{r.get('kind') or r.get('fault')} {target_words(r.get('target'))}".strip()
+        str(r.get("description") or "").strip()
+        or f"{r.get('kind') or r.get('fault')} {target_words(r.get('target'))}".strip()
         for r in summary.reverted_by_safety_net
     ]
     return ScoreInput(

@@ -170,7 +170,7 @@ def test_kill_by_pattern_records_how_to_start_the_processes_again(
     assert "\\" not in record.description
     outcome = process.ensure_running(pattern=marker, configuration=configuration)
     try:
-        assert "started again as pid" in outcome["reverted"][0]["detail"]
+        assert "started again: running as pid" in outcome["reverted"][0]["detail"]
         assert len(match_pattern(marker)) == len(procs)
     finally:
         for proc in match_pattern(marker):
@@ -200,7 +200,7 @@ def test_a_pattern_matching_more_than_max_processes_is_refused_before_any_signal
     configuration = _configuration(tmp_path)
     ledger = Path(configuration["inoculate_ledger"])
     for action in (process.kill, process.freeze, process.restart):
-        with pytest.raises(FaultError, match="matches 2 processes .* max_processes=1"):
+        with pytest.raises(FaultError, match=r"matches 2 processes .* max_processes=1"):
             action(pattern=marker, max_processes=1, configuration=configuration)
     assert all(p.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE) for p in procs)
     assert all(p.is_running() for p in procs)

@@ -98,7 +98,9 @@ def _restart_pattern(record: LedgerRecord) -> str:
     wait_restarted(started, lambda: _back(pattern, ports)[0], what)
     missing = sorted({name for p in roots for name in missing_environment(p)})
     lacking = f"; its environment lacks {missing}" if missing else ""
-    return f"started again as pid {[p.pid for p, _ in started]}{lacking}"
+    # What runs now, not the launcher's pid: a daemon (redis, nginx) forks and exits.
+    running = sorted(p.pid for p in match_pattern(pattern)) if pattern else []
+    return f"started again: running as pid {running or [p.pid for p, _ in started]}{lacking}"
 
 
 def _logs(record: LedgerRecord) -> Callable[[int], Path]:

@@ -77,6 +77,7 @@ class RevertOutcome:
             "kind": self.record.kind,
             "fault": self.record.kind,
             "target": dict(self.record.target),
+            "description": self.record.description,
             "reverted": self.reverted,
             "detail": self.detail,
         }
