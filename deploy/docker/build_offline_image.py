@@ -191,11 +191,19 @@ def main() -> int:
     return 0
 
 
+KEEP_BUILDS = 3
+
+
 def remove_older_builds(client: docker.DockerClient, current: str) -> None:
-    """Drop the images of earlier checkouts (each is a full root filesystem); one that a
-    container still uses is kept (the daemon refuses to remove it)."""
+    """Drop the images of earlier builds (each is a full root filesystem) beyond the
+    ``KEEP_BUILDS`` newest: two checkouts side by side (two branches, a CI job beside a
+    developer) each keep theirs. One that a container still uses is kept (the daemon
+    refuses to remove it)."""
     repository = current.split(":")[0]
-    for image in client.images.list(name=repository):
+    images = sorted(
+        client.images.list(name=repository), key=lambda i: i.attrs.get("Created", ""), reverse=True
+    )
+    for image in images[KEEP_BUILDS:]:
         for tag in image.tags:
             if tag not in (current, f"{repository}:latest"):
                 with contextlib.suppress(docker.errors.APIError):
