@@ -23,9 +23,9 @@ never an average of per-second figures. (The sample fields are defined in
   late_failures). The load decides which requests stalled when it writes the second (it
   alone knows which were still unanswered then). A blackholed endpoint under the open load
   model counts against availability in the second it began (when it began in the first
-  half of it) or the next, not when client timeouts turn into failures. (Under the closed model a stuck user starts
-  nothing, so its seconds do not stall: the latency SLO sees it. An endpoint started fewer
-  than 5 times a second never stalls: give it a latency SLO.)
+  half of it) or the next, not when client timeouts turn into failures. (Under the closed
+  model a stuck user starts nothing, so its seconds do not stall: the latency SLO sees it.
+  An endpoint started fewer than 5 times a second never stalls: give it a latency SLO.)
 - **latency** = the ``percentile``-th latency of the merged window histogram plus the
   requests **still in flight past the threshold** at the end of the window (the part above
   ``threshold_ms`` of the ``overdue`` histogram of the window's last second, each at its
