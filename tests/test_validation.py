@@ -25,6 +25,16 @@ CORPUS = {
         "method[0] (freeze-orders).provider.arguments.duration_s",
         "expected float | None, got 'five'",
     ),
+    # Types strictly as the function receives them, and the bounds of our activities
+    # (inoculate/experiment/arguments.py): both failed only at run time.
+    "negative-duration.yaml": (
+        "method[0] (freeze-orders).provider.arguments.duration_s",
+        "expected a number of seconds (more than 0 and at most 86400), got -5",
+    ),
+    "exponent-read-as-string.yaml": (
+        "method[0] (freeze-orders).provider.arguments.duration_s",
+        "got '1e9' (Input should be a valid number); YAML reads 1e9 as a string: write 1.0e+9",
+    ),
     "unknown-argument.yaml": ("method[0] (freeze-orders)", "argument 'seconds' is not part"),
     "missing-slo-field.yaml": ("extensions[0].slos[0].threshold_ms", "required field is missing"),
     "wrong-slo-type.yaml": ("extensions[0].slos[0].objective", "valid number"),
@@ -86,6 +96,7 @@ def test_every_problem_of_a_file_is_reported_together() -> None:
         "unknown-module.yaml",
         "unknown-knob.yaml",
         "pattern-matches-everything.yaml",
+        "negative-duration.yaml",
     ],
 )
 def test_run_of_an_invalid_experiment_exits_2_and_starts_nothing(
@@ -98,6 +109,7 @@ def test_run_of_an_invalid_experiment_exits_2_and_starts_nothing(
     assert "Traceback" not in result.stderr
     assert list(result.out_dir.iterdir()) == []  # no run directory
     assert not workspace.ledger.exists()  # nothing injected
+    assert not (workspace.root / "history.sqlite").exists()  # nothing recorded
     assert processes_under(workspace.root) == []
 
 
@@ -188,3 +200,66 @@ def test_a_value_is_quoted_once_in_a_message(tmp_path: Path) -> None:
         validate_experiment(experiment)
     message = str(caught.value)
     assert "'ftp-x'" in message and message.count("'ftp-x'") == 1, message
+
+
+def _one_activity(tmp_path: Path, module: str, func: str, arguments: str) -> Path:
+    experiment = tmp_path / "activity.yaml"
+    experiment.write_text(
+        "title: t\ndescription: d\nconfiguration: {minus: -1}\nmethod:\n"
+        "  - type: action\n    name: a\n"
+        f"    provider: {{type: python, module: {module}, func: {func}, arguments: {arguments}}}\n"
+    )
+    return experiment
+
+
+# One out-of-bounds argument per family: every family is checked by the one table.
+OUT_OF_BOUNDS = [
+    ("process", "restart", "{service: catalog, timeout_s: 0}", "timeout_s", "more than 0"),
+    ("process", "freeze", "{service: catalog, duration_s: '${minus}'}", "duration_s",
+     "got -1 (the value of ${minus})"),
+    ("docker", "kill_containers", "{name: web, percentage: 150}", "percentage", "at most 100"),
+    ("docker", "kill_containers", "{name: web, count: 0}", "count", "a count (at least 1)"),
+    ("docker", "squeeze_resources", "{name: web, cpus: 0}", "cpus", "at least 0.01"),
+    ("toxiproxy", "add_toxic", "{proxy: p, toxic_type: latency, toxicity: 2}", "toxicity",
+     "a probability (at least 0 and at most 1)"),
+    ("toxiproxy", "add_latency", "{proxy: p, latency_ms: -10}", "latency_ms", "at least 0"),
+    ("toxiproxy", "fail_http_requests", "{proxy: p, status_code: 42}", "status_code",
+     "an HTTP status"),
+    ("host_network", "partition", "{port: 70000}", "port", "a TCP port"),
+    ("host_network", "add_netem", "{loss_percent: 101}", "loss_percent", "at most 100"),
+    ("kubernetes", "kill_pods", "{label_selector: app=x, count: -2}", "count", "at least 1"),
+    ("kubernetes", "scale_deployment", "{name: x, replicas: -1}", "replicas", "at least 0"),
+    ("kubernetes", "ensure_pods_ready", "{label_selector: app=x, timeout_s: -1}", "timeout_s",
+     "more than 0"),
+    ("kubernetes", "kill_pods", "{label_selector: app=x, count: true}", "count",
+     "expected int | None, got True"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "func", "arguments", "argument", "words"), OUT_OF_BOUNDS)
+def test_arguments_out_of_bounds_are_refused_for_every_family(
+    tmp_path: Path, family: str, func: str, arguments: str, argument: str, words: str
+) -> None:
+    module = f"inoculate.extensions.{family}"
+    experiment = _one_activity(tmp_path, module, func, arguments)
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(experiment)
+    [problem] = caught.value.errors
+    assert problem.field == f"method[0] (a).provider.arguments.{argument}"
+    assert words in problem.message
+    assert str(experiment) in str(caught.value)
+
+
+def test_arguments_within_bounds_and_typed_vars_are_valid(tmp_path: Path) -> None:
+    module = "inoculate.extensions.process"
+    arguments = "{service: catalog, duration_s: 1.0e+9}"
+    with pytest.raises(ExperimentInvalid) as caught:  # a number, but more than a day
+        validate_experiment(_one_activity(tmp_path, module, "freeze", arguments))
+    assert "at most 86400), got 1000000000.0" in str(caught.value)
+    arguments = "{service: catalog, duration_s: '${d}'}"
+    validate_experiment(_one_activity(tmp_path, module, "freeze", arguments), {"d": 2})
+    with pytest.raises(ExperimentInvalid) as caught:  # an untyped --var is a string
+        validate_experiment(_one_activity(tmp_path, module, "freeze", arguments), {"d": "2"})
+    assert "--var NAME:float=5" in str(caught.value)
+    arguments = "{service: catalog, duration_s: 2, }"
+    validate_experiment(_one_activity(tmp_path, module, "freeze", arguments))

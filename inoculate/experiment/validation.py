@@ -7,7 +7,8 @@ together. Nothing is started, nothing is injected, until the whole experiment is
 chaoslib's own validation stops at the first problem and does not say where it is, so we
 walk the activities ourselves, ask chaoslib about each one, and add what it does not
 check: the shape and bounds of each activity (``activities``), the types of python
-arguments (from the function's annotations), ``${name}`` references (``references``), the
+arguments (from the function's annotations) and the bounds of our activities' arguments
+(``arguments``), ``${name}`` references (``references``), the
 runtime strategies and the controls (``runtime``), our extension block and its locustfile
 (``spec``), and SLO names referenced by probes. The file itself is read within the input
 limits (``loading``).
@@ -16,7 +17,6 @@ limits (``loading``).
 from __future__ import annotations
 
 import importlib
-import inspect
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,9 +26,10 @@ from chaoslib import substitute
 from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from inoculate.experiment.activities import activity_shape_errors
+from inoculate.experiment.arguments import argument_errors
 from inoculate.experiment.legacy import modernize
 from inoculate.experiment.loading import load_document
 from inoculate.experiment.references import known_names, undefined_references
@@ -45,7 +46,6 @@ __all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
 
 _PROBES_MODULE = "inoculate.steady_state.probes"
 _SLO_PROBES = {(_PROBES_MODULE, "slos_met"), (_PROBES_MODULE, "slo_met")}
-_INJECTED_PARAMETERS = {"configuration", "secrets"}
 
 
 class ValidatedExperiment(typing.NamedTuple):
@@ -193,14 +193,15 @@ def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[Fi
         return
     provider = activity.get("provider") or {}
     if provider.get("type") == "python":
-        type_errors = list(_argument_type_errors(where, provider))
+        arguments = substitute(dict(provider.get("arguments") or {}), dict(names.configuration), {})
+        type_errors = list(argument_errors(where, provider, arguments))
         yield from type_errors
         if not type_errors:
-            yield from _argument_errors(where, provider, names.configuration)
+            yield from _argument_errors(where, provider, arguments)
 
 
 def _argument_errors(
-    where: str, provider: Mapping[str, Any], configuration: Mapping[str, Any]
+    where: str, provider: Mapping[str, Any], arguments: Mapping[str, Any]
 ) -> Iterator[FieldError]:
     """What the activity's own family checks in its arguments (``CHECKS`` of the module's
     ``checks`` beside it, e.g. ``inoculate.extensions.process.checks``): a broken regex, a
@@ -213,36 +214,8 @@ def _argument_errors(
     check = checks.get(provider["func"])
     if check is None:
         return
-    arguments = substitute(dict(provider.get("arguments") or {}), dict(configuration), {})
     for argument, problem in check(arguments):
         yield FieldError(f"{where}.provider.arguments.{argument}", problem)
-
-
-def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
-    try:
-        func = getattr(importlib.import_module(provider["module"]), provider["func"])
-        hints = typing.get_type_hints(func)
-        parameters = inspect.signature(func).parameters
-    except Exception:  # unresolvable annotations: chaoslib already bound the names
-        return
-    for name, value in (provider.get("arguments") or {}).items():
-        if name in _INJECTED_PARAMETERS or name not in hints or name not in parameters:
-            continue
-        if isinstance(value, str) and "${" in value:
-            continue  # substituted from configuration at run time
-        try:
-            adapter = TypeAdapter(hints[name])
-        except Exception:  # an annotation pydantic cannot check
-            continue
-        try:
-            adapter.validate_python(value)
-        except ValidationError as exc:
-            expected = _type_name(hints[name])
-            problem = exc.errors()[0]["msg"]
-            yield FieldError(
-                f"{where}.provider.arguments.{name}",
-                f"expected {expected}, got {value!r} ({problem})",
-            )
 
 
 def _static_configuration(
@@ -334,7 +307,3 @@ def _slo_reference_errors(
                     f"{location} ({activity.get('name', '?')}).provider.arguments",
                     f"unknown SLO {name!r}; expected one of {sorted(known)}",
                 )
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
