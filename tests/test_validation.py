@@ -263,3 +263,84 @@ def test_arguments_within_bounds_and_typed_vars_are_valid(tmp_path: Path) -> Non
     assert "--var NAME:float=5" in str(caught.value)
     arguments = "{service: catalog, duration_s: 2, }"
     validate_experiment(_one_activity(tmp_path, module, "freeze", arguments))
+
+
+def _block_experiment(tmp_path: Path, top: str, name: str = "block") -> Path:
+    (tmp_path / "x.py").write_text("# a locustfile\n")
+    experiment = tmp_path / f"{name}.yaml"
+    experiment.write_text(
+        f"title: t\ndescription: d\n{top}"
+        "extensions:\n"
+        "  - name: inoculate\n"
+        "    load: {locustfile: x.py, users: 1, spawn_rate: 1, host: 'http://127.0.0.1:${hp}'}\n"
+        "method: []\n"
+    )
+    return experiment
+
+
+def test_a_secret_in_the_inoculate_block_is_refused_before_anything_runs(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # It validated, then Locust got the literal text `${hp}`: the block substitutes only
+    # configuration and --var values (its values reach Locust's command line).
+    experiment = _block_experiment(tmp_path, "secrets: {mine: {hp: '18080'}}\n")
+    with pytest.raises(ExperimentInvalid) as caught:
+        validate_experiment(experiment)
+    [problem] = caught.value.errors
+    assert problem.field == "extensions[0].load.host"
+    assert problem.message.startswith("${hp} names a secret, and the inoculate block takes none")
+    assert "give hp in `configuration` or with --var hp=..." in problem.message
+    with pytest.raises(ExperimentInvalid, match="names a secret"):  # a var file's secret too
+        validate_experiment(_block_experiment(tmp_path, "", "b"), None, {"s": {"hp": "18080"}})
+    result = workspace.run("run", str(experiment))
+    assert result.code == 2, result.stderr
+    assert f"{experiment}: extensions[0].load.host: ${{hp}} names a secret" in result.stderr
+    assert list(result.out_dir.iterdir()) == []  # no run directory
+    assert not workspace.ledger.exists() and not (workspace.root / "history.sqlite").exists()
+    configured = _block_experiment(tmp_path, "configuration: {hp: '18080'}\n", "c")
+    spec = validate_experiment(configured).spec
+    assert spec is not None and spec.load is not None
+    assert spec.load.host == "http://127.0.0.1:18080"
+
+
+def test_a_dotenv_value_named_as_a_reference_says_how_to_reach_it(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # A .env var file only sets environment variables (as chaoslib's); the error pointed to
+    # "a --var/--var-file value", which is just what the user had given.
+    dotenv = tmp_path / "vars.env"
+    dotenv.write_text("TOK_FILE=/tmp/inoculate-token-file\n")
+    experiment = _one_activity(
+        tmp_path, "inoculate.extensions.process", "kill", "{pattern: 'cat ${TOK_FILE}'}"
+    )
+    for command in ("validate", "run"):
+        result = workspace.run(command, str(experiment), "--var-file", str(dotenv))
+        assert result.code == 2, result.stderr
+        assert (
+            f"{experiment}: method[0] (a).provider.arguments.pattern: ${{TOK_FILE}} names no "
+            "value: TOK_FILE is an environment variable (all a .env --var-file sets) and "
+            "${name} does not read those: declare `secrets: {env: {TOK_FILE: {type: env, "
+            "key: TOK_FILE}}}` (or the same under `configuration`)"
+        ) in result.stderr
+        assert "--var/--var-file value" not in result.stderr
+    assert list(result.out_dir.iterdir()) == []
+    declared = experiment.read_text().replace(
+        "method:", "secrets: {env: {TOK_FILE: {type: env, key: TOK_FILE}}}\nmethod:"
+    )
+    experiment.write_text(declared)
+    result = workspace.run("validate", str(experiment), "--var-file", str(dotenv))
+    assert result.code == 0, result.stderr
+
+
+def test_under_a_plain_chaos_run_the_session_refuses_a_secret_in_the_block(
+    tmp_path: Path,
+) -> None:
+    from inoculate.experiment.validation import load_experiment_file
+    from inoculate.session.run_session import _parse_spec
+
+    experiment = load_experiment_file(
+        _block_experiment(tmp_path, "secrets: {mine: {hp: '18080'}}\n")
+    )
+    spec, problem = _parse_spec(experiment, {"inoculate_run_dir": str(tmp_path)})
+    assert spec is None and problem is not None
+    assert "extensions[0].load.host: ${hp} names a secret" in problem

@@ -17,6 +17,7 @@ limits (``loading``).
 from __future__ import annotations
 
 import importlib
+import os
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,7 +33,11 @@ from inoculate.experiment.activities import activity_shape_errors
 from inoculate.experiment.arguments import argument_errors
 from inoculate.experiment.legacy import modernize
 from inoculate.experiment.loading import load_document
-from inoculate.experiment.references import known_names, undefined_references
+from inoculate.experiment.references import (
+    known_names,
+    secret_references,
+    undefined_references,
+)
 from inoculate.experiment.runtime import control_errors, runtime_errors
 from inoculate.experiment.spec import (
     InoculateSpec,
@@ -82,8 +87,14 @@ def validate_experiment(
     if shape_errors:
         # Deeper checks (and chaoslib's) assume this shape: stop at the shape's problems.
         raise ExperimentInvalid(str(path), shape_errors)
+    known = known_names(experiment, variables, secrets)
+    configuration_names = known_names({"configuration": experiment.get("configuration")}, variables)
     names = _Names(
-        _static_configuration(experiment, variables), known_names(experiment, variables, secrets)
+        _static_configuration(experiment, variables),
+        known,
+        # Every caller exported the .env var files first, as chaoslib does.
+        frozenset(os.environ),
+        known - configuration_names,
     )
     errors = list(_experiment_errors(experiment, names))
     errors.extend(runtime_errors(experiment.get("runtime")))
@@ -111,6 +122,8 @@ class _Names(typing.NamedTuple):
 
     configuration: Mapping[str, Any]
     known: frozenset[str]
+    environment: frozenset[str]  # variables of the environment (.env var files included)
+    secret_only: frozenset[str]  # names only a secret defines
 
 
 _SECTION_SHAPES: dict[str, type | tuple[type, ...]] = {
@@ -153,7 +166,7 @@ def _experiment_errors(experiment: Mapping[str, Any], names: _Names) -> Iterator
         if isinstance(control, Mapping) and isinstance(control.get("provider"), Mapping):
             where = f"controls[{index}] ({control.get('name', '?')}).provider.arguments"
             arguments = control["provider"].get("arguments")
-            yield from undefined_references(where, arguments, names.known)
+            yield from undefined_references(where, arguments, names.known, names.environment)
 
 
 def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -179,7 +192,9 @@ def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[Fi
     where = f"{location} ({activity.get('name', '?')})"
     shape_errors = list(activity_shape_errors(where, activity, names.configuration))
     for key in ("provider", "pauses", "tolerance"):
-        yield from undefined_references(f"{where}.{key}", activity.get(key), names.known)
+        yield from undefined_references(
+            f"{where}.{key}", activity.get(key), names.known, names.environment
+        )
     if shape_errors:
         yield from shape_errors  # chaoslib's own checks would crash on these shapes
         return
@@ -234,7 +249,9 @@ def _parse_spec(
     if found is None:
         return None, []
     index, raw = found
-    undefined = list(undefined_references(f"extensions[{index}]", raw, names.known))
+    where = f"extensions[{index}]"
+    undefined = list(undefined_references(where, raw, names.known, names.environment))
+    undefined += secret_references(where, raw, names.secret_only)
     try:
         spec = InoculateSpec.model_validate(substitute_block(raw, names.configuration))
     except ValidationError as exc:
