@@ -344,3 +344,46 @@ def test_under_a_plain_chaos_run_the_session_refuses_a_secret_in_the_block(
     spec, problem = _parse_spec(experiment, {"inoculate_run_dir": str(tmp_path)})
     assert spec is None and problem is not None
     assert "extensions[0].load.host: ${hp} names a secret" in problem
+
+
+def test_a_dry_run_resolves_secrets_as_the_run_does_and_prints_none(
+    workspace: Workspace,
+    sleeper: tuple[psutil.Process, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The preview matched the literal `${tok_inline}` ("no process matches ... now") while
+    # the run resolved it; resolved, the matched command line holds the secret: never shown.
+    proc, marker = sleeper
+    prefix, _, token = marker.rpartition("-")  # inoculate-test-sleeper-<32 hex digits>
+    dotenv = tmp_path / "vars.env"
+    dotenv.write_text(f"INOCULATE_TEST_TOKEN={token}\n")
+    experiment = tmp_path / "secret-pattern.yaml"
+    experiment.write_text(
+        "title: t\ndescription: d\n"
+        f"secrets: {{s: {{tok_inline: '{token}', "
+        "tok_env: {type: env, key: INOCULATE_TEST_TOKEN}}}\n"
+        "method:\n"
+        "  - type: action\n    name: kill-inline\n"
+        "    provider: {type: python, module: inoculate.extensions.process, func: kill, "
+        f"arguments: {{pattern: '{prefix}-${{tok_inline}}'}}}}\n"
+        "rollbacks:\n"
+        "  - type: action\n    name: ensure-env\n"
+        "    provider: {type: python, module: inoculate.extensions.process, "
+        f"func: ensure_running, arguments: {{pattern: '{prefix}-${{tok_env}}'}}}}\n"
+    )
+    monkeypatch.setenv("COLUMNS", "400")  # the table's cells whole, not cut with "…"
+    runs = [
+        workspace.run("run", str(experiment), "--var-file", str(dotenv), "--dry-run"),
+        workspace.run("validate", "--targets", str(experiment), "--var-file", str(dotenv)),
+    ]
+    for result in runs:
+        output = result.stdout + result.stderr
+        assert result.code == 0, output
+        assert output.count(f"pid {proc.pid}") == 2, output  # both activities found it
+        assert "no process matches" not in output and "${tok" not in output
+        assert "***" in output
+        pieces = {token[i : i + 8] for i in range(len(token) - 7)}
+        assert not [piece for piece in pieces if piece in output], output  # not even folded
+    assert proc.status() != psutil.STATUS_ZOMBIE and proc.is_running()
+    assert not any(runs[0].out_dir.iterdir()) and not workspace.ledger.exists()
