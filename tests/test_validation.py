@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psutil
@@ -387,3 +388,31 @@ def test_a_dry_run_resolves_secrets_as_the_run_does_and_prints_none(
         assert not [piece for piece in pieces if piece in output], output  # not even folded
     assert proc.status() != psutil.STATUS_ZOMBIE and proc.is_running()
     assert not any(runs[0].out_dir.iterdir()) and not workspace.ledger.exists()
+
+
+def test_a_var_file_secret_of_a_scope_the_experiment_does_not_declare_reaches_the_run(
+    workspace: Workspace, sleeper: tuple[psutil.Process, str], tmp_path: Path
+) -> None:
+    # Validation accepted `${tok}` from a JSON var file's `secrets: {x: {tok: ...}}`, but
+    # chaoslib loads only the scopes the experiment declares: the freeze got the literal
+    # text, matched nothing, and the run failed.
+    proc, marker = sleeper
+    prefix, _, token = marker.rpartition("-")
+    var_file = tmp_path / "secrets.json"
+    var_file.write_text(json.dumps({"secrets": {"x": {"tok": token}}}))
+    experiment = tmp_path / "var-file-secret.yaml"
+    experiment.write_text(
+        "title: t\ndescription: d\nmethod:\n"
+        "  - type: action\n    name: freeze\n"
+        "    provider: {type: python, module: inoculate.extensions.process, func: freeze, "
+        f"arguments: {{pattern: '{prefix}-${{tok}}', duration_s: 0.2}}}}\n"
+        "rollbacks:\n"
+        "  - type: action\n    name: thaw\n"
+        "    provider: {type: python, module: inoculate.extensions.process, func: thaw, "
+        f"arguments: {{pattern: '{prefix}-${{tok}}'}}}}\n"
+    )
+    result = workspace.run("run", str(experiment), "--var-file", str(var_file), "--no-report")
+    assert result.code == 0, result.stdout + result.stderr
+    journal = (result.run_dir() / "journal.json").read_text()
+    assert f'"pid": {proc.pid}' in journal and token not in journal
+    assert proc.status() != psutil.STATUS_STOPPED

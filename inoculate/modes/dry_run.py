@@ -23,6 +23,7 @@ from chaoslib.secret import load_secrets
 
 from inoculate.experiment.references import referenced_names
 from inoculate.experiment.validation import ValidatedExperiment
+from inoculate.experiment.variables import declared_secret_scopes
 from inoculate.model.secrets import scrub_text, secret_values
 
 __all__ = ["Preview", "preview_targets"]
@@ -91,8 +92,9 @@ def _run_values(
     secrets: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """The configuration and secrets as the run's chaoslib ``Runner`` loads them (the run
-    declares every variable in the configuration first); dynamic configuration, which runs
-    probes, is left out. Also why a value could not be resolved now, or None."""
+    declares every variable and every var file's secret scope first); dynamic
+    configuration, which runs probes, is left out. Also why a value could not be resolved
+    now, or None."""
     declared = {**(experiment.get("configuration") or {}), **configuration}
     problems = []
     try:
@@ -100,7 +102,8 @@ def _run_values(
     except Exception as exc:  # e.g. an environment variable the run will have
         values, problems = declared, [f"configuration: {exc}"]
     try:
-        resolved = load_secrets(experiment.get("secrets") or {}, values, dict(secrets or {}))
+        scopes = declared_secret_scopes(experiment.get("secrets"), secrets) or {}
+        resolved = load_secrets(scopes, values, dict(secrets or {}))
     except Exception as exc:
         resolved = dict(secrets or {})
         problems.append(f"secrets: {exc}")
