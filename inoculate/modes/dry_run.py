@@ -13,6 +13,7 @@ run resolves them, and every secret value is ``***`` in what is printed.
 from __future__ import annotations
 
 import importlib
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,8 @@ def preview_targets(
     experiment = validated.experiment
     values, resolved, unresolved = _run_values(experiment, configuration, secrets)
     hidden = secret_values(experiment.get("secrets"), resolved, secrets)
+    scopes = [scope for scope in resolved.values() if isinstance(scope, Mapping)]
+    known = set(ChainMap(values, *scopes))  # what chaoslib's substitute can find
     previews = []
     for section in ("method", "rollbacks"):
         for index, activity in enumerate(experiment.get(section) or []):
@@ -62,9 +65,11 @@ def preview_targets(
             if provider.get("type") != "python":
                 continue
             module, func = str(provider.get("module")), str(provider.get("func"))
-            arguments = substitute(dict(provider.get("arguments") or {}), values, resolved)
+            written = dict(provider.get("arguments") or {})
+            arguments = substitute(written, values, resolved)
             previewer = _previewer(module, func)
-            left = sorted(set(_names_left(arguments)))
+            # Named by a `${name}` and found nowhere (an escaped `$${name}` is text).
+            left = sorted(set(_names_in(written)) - known)
             if previewer is None:
                 targets: tuple[str, ...] = ("(no preview for this activity)",)
             elif left:
@@ -110,15 +115,15 @@ def _run_values(
     return dict(values), dict(resolved), "; ".join(problems) or None
 
 
-def _names_left(value: Any) -> Iterator[str]:
+def _names_in(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield from referenced_names(value)
     elif isinstance(value, Mapping):
         for child in value.values():
-            yield from _names_left(child)
+            yield from _names_in(child)
     elif isinstance(value, list | tuple):
         for child in value:
-            yield from _names_left(child)
+            yield from _names_in(child)
 
 
 def _previewer(module: str, func: str) -> Previewer | None:
