@@ -261,7 +261,10 @@ def test_arguments_within_bounds_and_typed_vars_are_valid(tmp_path: Path) -> Non
     validate_experiment(_one_activity(tmp_path, module, "freeze", arguments), {"d": 2})
     with pytest.raises(ExperimentInvalid) as caught:  # an untyped --var is a string
         validate_experiment(_one_activity(tmp_path, module, "freeze", arguments), {"d": "2"})
-    assert "--var NAME:float=5" in str(caught.value)
+    assert "(the value of ${d}: write a number in `configuration`, or type the --var: " in str(
+        caught.value
+    )
+    assert "--var d:float=5)" in str(caught.value)
     arguments = "{service: catalog, duration_s: 2, }"
     validate_experiment(_one_activity(tmp_path, module, "freeze", arguments))
 

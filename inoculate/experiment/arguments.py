@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from inoculate.experiment.activities import MAX_TIMEOUT_S
+from inoculate.experiment.references import referenced_names
 from inoculate.model.errors import FieldError
 
 __all__ = ["ARGUMENT_BOUNDS", "Bound", "argument_errors"]
@@ -181,7 +182,12 @@ def _origin(written: Any, value: Any) -> str:
     if not (isinstance(written, str) and "${" in written and written != value):
         return ""
     if isinstance(value, str):  # a --var is a string unless it says its type
-        return f" (the value of {written}; a typed --var gives a number: --var NAME:float=5)"
+        names = list(referenced_names(written))
+        name = names[0] if len(names) == 1 else "NAME"
+        return (
+            f" (the value of {written}: write a number in `configuration`, or type the "
+            f"--var: --var {name}:float=5)"
+        )
     return f" (the value of {written})"
 
 
