@@ -250,3 +250,27 @@ def test_a_zombie_is_dead_wherever_liveness_is_judged(tmp_path: Path) -> None:
             process.freeze(pattern=marker, configuration=_configuration(tmp_path))
     finally:
         child.wait(timeout=10)
+
+
+def test_a_restart_nothing_supervises_says_so_and_names_restart_command(
+    tmp_path: Path, sleepers: tuple[list[psutil.Process], str]
+) -> None:
+    # restart(pattern) sends SIGTERM and expects a supervisor to start the process again.
+    # Here nothing does: the record's revert once said "this record (inoculate 0.1) does
+    # not say how to start it", of a record this version wrote.
+    _, marker = sleepers
+    configuration = _configuration(tmp_path)
+    with pytest.raises(FaultError, match="no new process matching"):
+        process.restart(pattern=marker, timeout_s=0.5, configuration=configuration)
+    wait_for(lambda: not match_pattern(marker), 10, "the sleepers to exit")
+    [record] = FaultLedger(tmp_path / "ledger.jsonl").outstanding()
+    assert record.kind == "process:restart"
+    with pytest.raises(FaultError) as caught:
+        process.ensure_running(pattern=marker, configuration=configuration)
+    message = str(caught.value)
+    assert "inoculate 0.1" not in message
+    assert "the restart sent SIGTERM" in message and "nothing started it again" in message
+    assert "not supervised: declare restart_command" in message
+    [outcome] = revert_outstanding(FaultLedger(tmp_path / "ledger.jsonl"))  # `recover`
+    assert not outcome.reverted and "inoculate 0.1" not in outcome.detail
+    assert "declare restart_command" in outcome.detail

@@ -204,3 +204,14 @@ def test_the_journal_is_replaced_atomically(tmp_path: Path) -> None:
 def _summary(facts: RunFacts) -> dict:  # type: ignore[type-arg]
     """The summary as summary.json holds it."""
     return summarize(facts).to_json()
+
+
+def test_a_secret_cut_short_at_the_end_of_a_text_is_scrubbed_too() -> None:
+    # A matched process's label is its command line cut to 120 characters: a secret on the
+    # command line may be cut there, and its first part was left in journals and previews.
+    token = "s3cr3t-0123456789abcdef"
+    label = ("python -c pass " + "x" * 90 + " --token " + token)[:120]
+    assert token not in label and label.endswith(token[:6])
+    assert scrub({"label": label}, {token}) == {"label": label[:-6] + REDACTED}
+    assert scrub({"label": "ends in s3c"}, {token}) == {"label": "ends in s3c"}  # < 4 chars
+    assert scrub({"label": "whole " + token + " kept"}, {token}) == {"label": "whole *** kept"}

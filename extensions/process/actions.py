@@ -188,7 +188,9 @@ def restart(
             return bring_back(system, state_dir, service, timeout_s, old_pids)[1]
 
     else:
-        undo = {"irreversible": True}
+        # Nothing of ours can start it again: a supervisor is expected to (the reverter
+        # says so when nothing did).
+        undo = {"started_again_by": "its supervisor"}
 
         def act() -> list[dict[str, Any]]:
             send(procs, signals.SIGTERM)

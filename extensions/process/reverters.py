@@ -68,7 +68,14 @@ def _restart_pattern(record: LedgerRecord) -> str:
     pattern = str(record.target.get("pattern", ""))
     if pattern and match_pattern(pattern):
         return "running again (started by whatever supervises it)"
-    if record.undo.get("irreversible"):  # written before kills recorded how to restart
+    if record.fault == "restart":
+        # restart(pattern) leaves starting the process again to whatever supervises it.
+        raise FaultError(
+            f"nothing runs {pattern!r}: the restart sent SIGTERM and left starting it again "
+            "to whatever supervises it, and nothing started it again: not supervised: "
+            "declare restart_command on the rollback (ensure_running), or start it by hand"
+        )
+    if record.undo.get("irreversible"):  # 0.1's kills did not record how to restart
         raise FaultError(
             f"nothing runs {pattern!r} and this record (inoculate 0.1) does not say how to "
             "start it: start it by hand (not supervised: declare restart_command)"

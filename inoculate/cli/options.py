@@ -61,7 +61,8 @@ var_file_option = click.option(
     "var_files",
     multiple=True,
     metavar="FILE",
-    help="JSON/YAML/.env file of configuration and secrets (repeatable).",
+    help="JSON/YAML file of configuration and secrets, or a .env file of environment "
+    "variables (reach one with {type: env, key: NAME}) (repeatable).",
 )
 
 

@@ -34,7 +34,8 @@ def command(
     """Check experiments without starting or injecting anything.
 
     A ``${name}`` in an experiment must name a configuration key, a secret, or a value
-    given here with --var or --var-file (as it will be to ``inoculate run``).
+    given here with --var or in a JSON/YAML --var-file (as it will be to ``inoculate run``);
+    a .env --var-file sets environment variables, reached with ``{type: env, key: NAME}``.
     """
     logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
     try:

@@ -7,7 +7,8 @@ together. Nothing is started, nothing is injected, until the whole experiment is
 chaoslib's own validation stops at the first problem and does not say where it is, so we
 walk the activities ourselves, ask chaoslib about each one, and add what it does not
 check: the shape and bounds of each activity (``activities``), the types of python
-arguments (from the function's annotations), ``${name}`` references (``references``), the
+arguments (from the function's annotations) and the bounds of our activities' arguments
+(``arguments``), ``${name}`` references (``references``), the
 runtime strategies and the controls (``runtime``), our extension block and its locustfile
 (``spec``), and SLO names referenced by probes. The file itself is read within the input
 limits (``loading``).
@@ -16,7 +17,7 @@ limits (``loading``).
 from __future__ import annotations
 
 import importlib
-import inspect
+import os
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,12 +27,17 @@ from chaoslib import substitute
 from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from inoculate.experiment.activities import activity_shape_errors
+from inoculate.experiment.arguments import argument_errors
 from inoculate.experiment.legacy import modernize
 from inoculate.experiment.loading import load_document
-from inoculate.experiment.references import known_names, undefined_references
+from inoculate.experiment.references import (
+    known_names,
+    secret_references,
+    undefined_references,
+)
 from inoculate.experiment.runtime import control_errors, runtime_errors
 from inoculate.experiment.spec import (
     InoculateSpec,
@@ -45,7 +51,6 @@ __all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
 
 _PROBES_MODULE = "inoculate.steady_state.probes"
 _SLO_PROBES = {(_PROBES_MODULE, "slos_met"), (_PROBES_MODULE, "slo_met")}
-_INJECTED_PARAMETERS = {"configuration", "secrets"}
 
 
 class ValidatedExperiment(typing.NamedTuple):
@@ -82,8 +87,14 @@ def validate_experiment(
     if shape_errors:
         # Deeper checks (and chaoslib's) assume this shape: stop at the shape's problems.
         raise ExperimentInvalid(str(path), shape_errors)
+    known = known_names(experiment, variables, secrets)
+    configuration_names = known_names({"configuration": experiment.get("configuration")}, variables)
     names = _Names(
-        _static_configuration(experiment, variables), known_names(experiment, variables, secrets)
+        _static_configuration(experiment, variables),
+        known,
+        # Every caller exported the .env var files first, as chaoslib does.
+        frozenset(os.environ),
+        known - configuration_names,
     )
     errors = list(_experiment_errors(experiment, names))
     errors.extend(runtime_errors(experiment.get("runtime")))
@@ -111,6 +122,8 @@ class _Names(typing.NamedTuple):
 
     configuration: Mapping[str, Any]
     known: frozenset[str]
+    environment: frozenset[str]  # variables of the environment (.env var files included)
+    secret_only: frozenset[str]  # names only a secret defines
 
 
 _SECTION_SHAPES: dict[str, type | tuple[type, ...]] = {
@@ -153,7 +166,7 @@ def _experiment_errors(experiment: Mapping[str, Any], names: _Names) -> Iterator
         if isinstance(control, Mapping) and isinstance(control.get("provider"), Mapping):
             where = f"controls[{index}] ({control.get('name', '?')}).provider.arguments"
             arguments = control["provider"].get("arguments")
-            yield from undefined_references(where, arguments, names.known)
+            yield from undefined_references(where, arguments, names.known, names.environment)
 
 
 def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -179,7 +192,9 @@ def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[Fi
     where = f"{location} ({activity.get('name', '?')})"
     shape_errors = list(activity_shape_errors(where, activity, names.configuration))
     for key in ("provider", "pauses", "tolerance"):
-        yield from undefined_references(f"{where}.{key}", activity.get(key), names.known)
+        yield from undefined_references(
+            f"{where}.{key}", activity.get(key), names.known, names.environment
+        )
     if shape_errors:
         yield from shape_errors  # chaoslib's own checks would crash on these shapes
         return
@@ -193,14 +208,15 @@ def _activity_errors(location: str, activity: Any, names: _Names) -> Iterator[Fi
         return
     provider = activity.get("provider") or {}
     if provider.get("type") == "python":
-        type_errors = list(_argument_type_errors(where, provider))
+        arguments = substitute(dict(provider.get("arguments") or {}), dict(names.configuration), {})
+        type_errors = list(argument_errors(where, provider, arguments))
         yield from type_errors
         if not type_errors:
-            yield from _argument_errors(where, provider, names.configuration)
+            yield from _argument_errors(where, provider, arguments)
 
 
 def _argument_errors(
-    where: str, provider: Mapping[str, Any], configuration: Mapping[str, Any]
+    where: str, provider: Mapping[str, Any], arguments: Mapping[str, Any]
 ) -> Iterator[FieldError]:
     """What the activity's own family checks in its arguments (``CHECKS`` of the module's
     ``checks`` beside it, e.g. ``inoculate.extensions.process.checks``): a broken regex, a
@@ -213,36 +229,8 @@ def _argument_errors(
     check = checks.get(provider["func"])
     if check is None:
         return
-    arguments = substitute(dict(provider.get("arguments") or {}), dict(configuration), {})
     for argument, problem in check(arguments):
         yield FieldError(f"{where}.provider.arguments.{argument}", problem)
-
-
-def _argument_type_errors(where: str, provider: Mapping[str, Any]) -> Iterator[FieldError]:
-    try:
-        func = getattr(importlib.import_module(provider["module"]), provider["func"])
-        hints = typing.get_type_hints(func)
-        parameters = inspect.signature(func).parameters
-    except Exception:  # unresolvable annotations: chaoslib already bound the names
-        return
-    for name, value in (provider.get("arguments") or {}).items():
-        if name in _INJECTED_PARAMETERS or name not in hints or name not in parameters:
-            continue
-        if isinstance(value, str) and "${" in value:
-            continue  # substituted from configuration at run time
-        try:
-            adapter = TypeAdapter(hints[name])
-        except Exception:  # an annotation pydantic cannot check
-            continue
-        try:
-            adapter.validate_python(value)
-        except ValidationError as exc:
-            expected = _type_name(hints[name])
-            problem = exc.errors()[0]["msg"]
-            yield FieldError(
-                f"{where}.provider.arguments.{name}",
-                f"expected {expected}, got {value!r} ({problem})",
-            )
 
 
 def _static_configuration(
@@ -261,7 +249,9 @@ def _parse_spec(
     if found is None:
         return None, []
     index, raw = found
-    undefined = list(undefined_references(f"extensions[{index}]", raw, names.known))
+    where = f"extensions[{index}]"
+    undefined = list(undefined_references(where, raw, names.known, names.environment))
+    undefined += secret_references(where, raw, names.secret_only)
     try:
         spec = InoculateSpec.model_validate(substitute_block(raw, names.configuration))
     except ValidationError as exc:
@@ -334,7 +324,3 @@ def _slo_reference_errors(
                     f"{location} ({activity.get('name', '?')}).provider.arguments",
                     f"unknown SLO {name!r}; expected one of {sorted(known)}",
                 )
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

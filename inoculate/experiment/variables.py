@@ -25,7 +25,7 @@ from typing import Any
 from inoculate.experiment.loading import load_document, read_text
 from inoculate.model.errors import ExperimentInvalid, FieldError
 
-__all__ = ["Variables", "load_variables"]
+__all__ = ["Variables", "declared_secret_scopes", "load_variables"]
 
 _STRUCTURED = {".json", ".yaml", ".yml"}
 _SECTIONS = ("configuration", "secrets")
@@ -71,6 +71,22 @@ def load_variables(
             environment.update(_dotenv(path))
     configuration.update(variables or {})
     return Variables(configuration, secrets, environment)
+
+
+def declared_secret_scopes(
+    declared: Any, secret_vars: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The experiment's ``secrets`` with every scope of the var files declared (empty).
+
+    chaoslib's ``load_secrets`` reads only the scopes the experiment declares: a var file's
+    other scopes were dropped, and a ``${name}`` validation accepted reached the activity
+    as its literal text. None when there is nothing to declare."""
+    if not secret_vars:
+        return None if declared is None else dict(declared)
+    scopes = dict(declared) if isinstance(declared, Mapping) else {}
+    for scope in secret_vars:
+        scopes.setdefault(scope, {})
+    return scopes
 
 
 def _structured(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 REDACTED = "***"
+_MIN_SECRET_CHARS = 4
 
 
 def secret_values(*sources: Any) -> set[str]:
@@ -43,7 +44,7 @@ def secret_values(*sources: Any) -> set[str]:
     for source in sources:
         _collect(source, found)
     # Very short values would redact ordinary words ("on", "1") all over the journal.
-    return {value for value in found if len(value) >= 4}
+    return {value for value in found if len(value) >= _MIN_SECRET_CHARS}
 
 
 def _collect(node: Any, found: set[str]) -> None:
@@ -72,10 +73,19 @@ def scrub(document: Any, secrets: AbstractSet[str]) -> Any:
 
 def scrub_text(text: str, secrets: AbstractSet[str]) -> str:
     """``text`` with every secret value replaced by ``***`` (longest first, so a secret that
-    contains another is never left half shown)."""
-    for secret in sorted(secrets, key=len, reverse=True):
+    contains another is never left half shown).
+
+    A text cut to a length (a process's command line is kept to 120 characters) may end in
+    the first characters of a secret: that end is ``***`` too (at least 4 characters, as
+    for whole secrets; a text that merely ends like a secret begins loses them as well)."""
+    ordered = sorted(secrets, key=len, reverse=True)
+    for secret in ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    for secret in ordered:
+        for length in range(len(secret) - 1, _MIN_SECRET_CHARS - 1, -1):
+            if text.endswith(secret[:length]):
+                return text[:-length] + REDACTED
     return text
 
 

@@ -20,7 +20,7 @@ from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
 from inoculate.experiment.validation import ValidatedExperiment, validate_experiment
-from inoculate.experiment.variables import load_variables
+from inoculate.experiment.variables import declared_secret_scopes, load_variables
 from inoculate.model.errors import RunInterrupted
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import (
@@ -121,7 +121,7 @@ def _run(
     )
     if ledger is not None:
         config_vars[LEDGER_CONFIG_KEY] = str(Path(ledger).resolve())
-    experiment = _prepared(validated.experiment, config_vars)
+    experiment = _prepared(validated.experiment, config_vars, secret_vars)
     run_dir.mkdir(parents=True, exist_ok=True)
     # A journal from the first moment the run directory exists: a run killed before the
     # session writes its own still leaves a valid one, which says the run never finished.
@@ -174,15 +174,25 @@ def _variables(
     return dict(loaded.configuration), dict(loaded.secrets)
 
 
-def _prepared(experiment: dict[str, Any], config_vars: Mapping[str, Any]) -> dict[str, Any]:
-    """Add our control if missing, and declare every variable in the configuration.
+def _prepared(
+    experiment: dict[str, Any],
+    config_vars: Mapping[str, Any],
+    secret_vars: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Add our control if missing, declare every variable in the configuration and every
+    var file's secret scope in the secrets.
 
     chaoslib only lets a variable override a key the experiment already declares and
-    silently drops the others, so our keys (and the user's --var) are declared here.
+    silently drops the others (a var file's secret scope the experiment does not declare
+    too), so our keys, the user's --var and the var files' scopes are declared here.
     """
     controls = list(experiment.get("controls") or [])
     modules = {(c.get("provider") or {}).get("module") for c in controls if isinstance(c, Mapping)}
     if CONTROL_MODULE not in modules:
         controls.append(_control())
     configuration = {**(experiment.get("configuration") or {}), **config_vars}
-    return {**experiment, "controls": controls, "configuration": configuration}
+    prepared = {**experiment, "controls": controls, "configuration": configuration}
+    secrets = declared_secret_scopes(experiment.get("secrets"), secret_vars)
+    if secrets is not None:
+        prepared["secrets"] = secrets
+    return prepared

@@ -29,9 +29,15 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import EventHandlerRegistry, RunEventHandler, run_deviation_validation_hypothesis
 from chaoslib.types import Activity, Experiment, Journal, Run
 
+from inoculate.experiment.references import (
+    known_names,
+    secret_references,
+    undefined_references,
+)
 from inoculate.experiment.spec import (
     InoculateSpec,
     ValidationError,
+    find_extension,
     locustfile_problem,
     parse_extension,
 )
@@ -547,6 +553,17 @@ def _run_log_handlers() -> list[logging.Handler]:
 def _parse_spec(
     experiment: Experiment, configuration: dict[str, Any]
 ) -> tuple[InoculateSpec | None, str | None]:
+    # `inoculate run` validated the block; under a plain `chaos run` a `${name}` that is a
+    # secret (or nothing) would reach Locust as its literal text: refuse it here too.
+    found = find_extension(experiment)
+    if found is not None:
+        where, block = f"extensions[{found[0]}]", found[1]
+        secrets = known_names({"secrets": experiment.get("secrets")}) - set(configuration)
+        problems = secret_references(where, block, secrets) or list(
+            undefined_references(where, block, known_names(experiment, configuration))
+        )
+        if problems:
+            return None, "invalid inoculate extension: " + "; ".join(map(str, problems))
     try:
         return parse_extension(experiment, configuration), None
     except ValidationError as exc:
