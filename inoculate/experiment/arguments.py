@@ -84,6 +84,7 @@ ARGUMENT_BOUNDS: Mapping[str, Bound] = MappingProxyType(
         "loss_percent": Bound("a percentage", 0, True, 100),
         "toxicity": Bound("a probability", 0, True, 1),
         "count": Bound("a count", 1),
+        "max_processes": Bound("a number of processes", 1),
         "min_count": Bound("a count", 1),
         "replicas": Bound("a number of replicas", 0),
         "seed": Bound("a seed", 0),
