@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from inoculate.extensions import process
+from inoculate.extensions.process.preview import PREVIEWS
 from inoculate.extensions.process.targets import match_pattern
 from inoculate.faults.ledger import FaultLedger
 from inoculate.faults.protocol import read_timeline, revert_outstanding
@@ -205,6 +206,10 @@ def test_a_pattern_matching_more_than_max_processes_is_refused_before_any_signal
     assert all(p.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE) for p in procs)
     assert all(p.is_running() for p in procs)
     assert not ledger.exists() or FaultLedger(ledger).outstanding() == []
+    # The dry run says so before the run.
+    refused = PREVIEWS["kill"]({"pattern": marker, "max_processes": 1}, {})
+    assert any("refused now: more than max_processes=1" in line for line in refused), refused
+    assert not any("refused" in line for line in PREVIEWS["kill"]({"pattern": marker}, {}))
     process.freeze(pattern=marker, max_processes=2, configuration=configuration)
     assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
     process.thaw(pattern=marker, configuration=configuration)

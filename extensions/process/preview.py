@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from inoculate.extensions.process.targets import match_pattern
+from inoculate.extensions.process.targets import DEFAULT_MAX_PROCESSES, match_pattern
 
 __all__ = ["PREVIEWS"]
 
@@ -19,8 +19,23 @@ def _targets(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> 
     return [f"pid {p.pid}: {p.label}" for p in found] or [f"no process matches {pattern!r} now"]
 
 
+def _bounded_targets(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> list[str]:
+    """The targets of a fault, and whether ``max_processes`` would refuse them now."""
+    shown = _targets(arguments, configuration)
+    pattern = arguments.get("pattern")
+    limit = arguments.get("max_processes", DEFAULT_MAX_PROCESSES)
+    if pattern and isinstance(limit, int) and len(match_pattern(str(pattern))) > limit:
+        shown.append(
+            f"refused now: more than max_processes={limit} processes match (nothing would "
+            "be signalled)"
+        )
+    return shown
+
+
+_FAULTS = ("kill", "freeze", "restart")
+_ROLLBACKS = ("thaw", "ensure_running")
 PREVIEWS: Mapping[str, Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]] = (
     MappingProxyType(
-        {name: _targets for name in ("kill", "freeze", "restart", "thaw", "ensure_running")}
+        {**dict.fromkeys(_FAULTS, _bounded_targets), **dict.fromkeys(_ROLLBACKS, _targets)}
     )
 )
