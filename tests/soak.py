@@ -305,7 +305,8 @@ class TrialResult:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (category, what)
     # The signal arrived while the interpreter was still starting, before `inoculate` had
     # installed its handlers: Python's defaults apply (a KeyboardInterrupt traceback and
-    # exit -2, a bare exit -15); nothing had started, and nothing may be left behind.
+    # exit -2 — or exit 1 while `site` runs —, a bare exit -15); nothing had started, and
+    # nothing may be left behind.
     before_handlers: bool = False
 
     def add(self, category: str, what: str) -> None:
@@ -360,7 +361,10 @@ def run_trial(
             number, scenario.name, signame, at_s, None, [("exit", "no exit in 90 s")]
         )
     result = TrialResult(number, scenario.name, signame, at_s, process.returncode)
-    defaulted = before_handlers and process.returncode == -SIGNALS[signame]
+    # A SIGINT while `site` still imports the interpreter's startup modules is a
+    # KeyboardInterrupt there, which Python reports with exit 1 (not -2).
+    in_startup = process.returncode == 1 and _interrupted_in_startup(stderr)
+    defaulted = before_handlers and (process.returncode == -SIGNALS[signame] or in_startup)
     result.before_handlers = defaulted
     if "Traceback" in stderr and not defaulted:
         result.add("traceback", stderr.strip().splitlines()[-1][:160])
@@ -370,6 +374,19 @@ def run_trial(
         result.add("exit", f"exit {process.returncode} (expected 3, or 0/1 if finished)")
     _check(trial_dir, ledger, scenario, env, result)
     return result
+
+
+def _interrupted_in_startup(stderr: str) -> bool:
+    """A KeyboardInterrupt raised while the interpreter ran ``site`` (before any line of
+    inoculate): its traceback goes through ``<frozen site>`` and no inoculate module."""
+    lines = stderr.strip().splitlines()
+    frames = [line for line in lines if line.lstrip().startswith("File ")]
+    return (
+        bool(lines)
+        and lines[-1].strip() == "KeyboardInterrupt"
+        and any("<frozen site>" in frame for frame in frames)
+        and not any("/inoculate/" in frame or "inoculate.cli" in frame for frame in frames)
+    )
 
 
 def _catches(pid: int, signum: int) -> bool:

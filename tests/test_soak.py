@@ -48,3 +48,21 @@ def test_sigkill_at_random_moments_then_one_recover_leaves_nothing(seed: int) ->
 
 def test_sigint_and_sigterm_at_random_moments_leave_nothing_without_recover(seed: int) -> None:
     _soak(10, seed + 1, ["int", "term"])
+
+
+STARTUP_TRACEBACK = """Traceback (most recent call last):
+  File "<frozen site>", line 186, in addpackage
+  File "/venv/lib/python3.11/site-packages/__editable___inoculate_0_2_0_finder.py", line 7
+  File "/usr/lib/python3.11/enum.py", line 1029, in _find_new_
+KeyboardInterrupt"""
+
+
+def test_a_sigint_while_site_runs_is_pythons_default_and_ours_is_not() -> None:
+    from tests.soak import _interrupted_in_startup
+
+    assert _interrupted_in_startup(STARTUP_TRACEBACK)
+    ours = STARTUP_TRACEBACK.replace(
+        '"/usr/lib/python3.11/enum.py"', '"/repo/inoculate/cli/app.py"'
+    )
+    assert not _interrupted_in_startup(ours)
+    assert not _interrupted_in_startup(STARTUP_TRACEBACK.replace("KeyboardInterrupt", "OSError"))
