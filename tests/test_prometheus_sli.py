@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from inoculate.demo.shop.client import ShopHandle, start_instance, start_shop
 from inoculate.demo.shop.knobs import ShopKnobs
 from inoculate.demo.shop.metrics import LATENCY_BUCKETS_S
+from inoculate.experiment.spec import InoculateSpec
 from inoculate.model.errors import ExperimentInvalid, SliSourceUnreachable
 from inoculate.model.status import SliDataStatus
 from inoculate.steady_state.prometheus import (
@@ -170,9 +171,22 @@ def test_the_source_and_the_kinds_are_checked() -> None:
 
 def test_an_experiment_slo_cannot_name_prometheus_yet() -> None:
     # The foundation only: inoculate run's SLOs refuse the key until it is wired in.
+    slo = {"name": "a", "sli": "availability", "objective": 99,
+           "prometheus": {"sli": "availability", "bad": "b", "total": "t"}}  # fmt: skip
     with pytest.raises(ValidationError, match="prometheus"):
-        parse_slos([{"name": "a", "sli": "availability", "objective": 99,
-                     "prometheus": {"sli": "availability", "bad": "b", "total": "t"}}])  # fmt: skip
+        parse_slos([slo])
+    with pytest.raises(ValidationError, match=r"slos\.0\.availability\.prometheus"):
+        InoculateSpec.model_validate({"slos": [slo]})
+
+
+def test_the_readme_example_is_a_valid_slo_and_valid_prometheus_slis() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## SLIs from Prometheus (foundation)") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n")]
+    slo, *slis = yaml.safe_load(block)
+    assert parse_slos([slo])
+    kinds = [parse_prometheus_sli(sli, "README.md", "example").sli for sli in slis]
+    assert kinds == ["availability", "latency", "throughput"]
 
 
 def test_every_demo_latency_threshold_is_a_bucket_bound_of_the_shop() -> None:
