@@ -102,7 +102,8 @@ class PrometheusSource(BaseModel):
         gt=0,
         le=60,
         allow_inf_nan=False,
-        description="Seconds one query may take (connect and answer) before it is a timeout.",
+        description="Seconds that connecting, and then each wait for the answer, may take "
+        "before the query is a timeout.",
     )
 
 

@@ -364,10 +364,13 @@ def _extrapolated_span(first: float, last: float, samples: int, start: float, en
     increase between its ``first`` and ``last`` samples of ``[start, end]``: it extends the
     span to an edge that lies within 1.1 average intervals, else by half an interval. (Its
     stop at the counter's zero does not bind here: the test's first values are large.)"""
-    sampled = last - first
+    # Prometheus keeps whole milliseconds and divides their differences by 1000: so do we
+    # (float seconds near today's epoch are only ~0.24 µs precise).
+    first_ms, last_ms, start_ms, end_ms = (round(x * 1000) for x in (first, last, start, end))
+    sampled = (last_ms - first_ms) / 1000
     average = sampled / (samples - 1)
     span = sampled
-    for gap in (first - start, end - last):
+    for gap in ((first_ms - start_ms) / 1000, (end_ms - last_ms) / 1000):
         span += gap if gap < 1.1 * average else average / 2
     return span / sampled
 
@@ -412,7 +415,7 @@ def test_prometheus_agrees_with_the_requests_the_test_sent(stack: Stack) -> None
     # The window starts 0.25 s before the first sample that holds the whole warm-up (the
     # scrape before it is ~1 s earlier, outside) and ends after the last one of the load.
     window_s = math.ceil(last_at - first_at + 0.25)
-    t = first_at - 0.25 + window_s
+    t = round(first_at - 0.25 + window_s, 3)  # whole milliseconds, as Prometheus takes it
     wait_for(lambda: time.time() > t + SCRAPE_INTERVAL_S, 5, "the window's end to pass")
 
     availability = evaluate(
