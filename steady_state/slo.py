@@ -90,6 +90,7 @@ __all__ = [
     "ThroughputSlo",
     "evaluate_all",
     "evaluate_slo",
+    "exact_decimal",
     "parse_slos",
     "per_second_values",
     "requests_in_flight",
@@ -453,10 +454,13 @@ def _merged_histogram(hists: Iterable[str]) -> HdrHistogram:
     return histogram
 
 
-def _exact(number: float) -> Fraction:
-    # The decimal the user wrote (99.9), not its binary approximation, so that an SLI
-    # exactly at its objective compares equal and burns at exactly 1.0.
+def exact_decimal(number: float) -> Fraction:
+    """The decimal the user wrote (99.9 → 999/10), not its binary approximation, so that an
+    SLI exactly at its objective compares equal and burns at exactly 1.0."""
     return Fraction(repr(float(number)))
+
+
+_exact = exact_decimal
 
 
 @singledispatch

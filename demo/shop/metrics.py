@@ -18,6 +18,10 @@ from prometheus_client.exposition import generate_latest
 __all__ = ["ServiceMetrics"]
 
 # Sub-millisecond buckets matter: a healthy catalog answers in ~100 µs, a frozen one never.
+# Every latency threshold of the demo experiments (experiments/**/*.yaml: 300, 500, 600, 800,
+# 1000 and 1500 ms) is a bound, so a Prometheus-sourced latency SLI reads the share of
+# requests under the threshold exactly from one bucket instead of interpolating between two
+# (tests/test_prometheus_sli.py checks it for every experiment).
 LATENCY_BUCKETS_S = (
     0.0005,
     0.001,
@@ -28,8 +32,12 @@ LATENCY_BUCKETS_S = (
     0.05,
     0.1,
     0.25,
+    0.3,
     0.5,
+    0.6,
+    0.8,
     1.0,
+    1.5,
     2.5,
     5.0,
     10.0,

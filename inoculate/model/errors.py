@@ -11,6 +11,7 @@
      │    ├── BlastRadiusError      the blast radius is malformed or selects nothing (a ValueError)
      │    └── (per target: DockerUnavailable, NetworkFaultError, KernelFaultError ...)
      ├── LedgerError            the fault ledger cannot be read or written (exit 2)
+     ├── SliSourceUnreachable   an SLI source (Prometheus) gave no answer when asked before a run
      ├── ProbeError             a steady-state probe could not evaluate (a failed probe)
      │    ├── RunDirectoryError     configuration key, inoculate.json or sli.jsonl missing
      │    └── UnknownSloError       a probe names an SLO the run does not define
@@ -52,6 +53,7 @@ __all__ = [
     "RunInterrupted",
     "RunSetupError",
     "RunbookError",
+    "SliSourceUnreachable",
     "UnknownSloError",
 ]
 
@@ -132,6 +134,12 @@ class BlastRadiusError(FaultError, ValueError):
 
 class LedgerError(InoculateError):
     """The fault ledger cannot be read or written."""
+
+
+class SliSourceUnreachable(InoculateError):
+    """An SLI source (a Prometheus server) could not be asked: refused, unknown host, timeout
+    or not its query API. Before a run this is not the input's fault, unlike a query that does
+    not parse (``ExperimentInvalid``); the message names the URL and what happened."""
 
 
 class ProbeError(InoculateError):

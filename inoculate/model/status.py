@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from enum import IntEnum, StrEnum
 
-__all__ = ["ExitCode", "RunStatus"]
+__all__ = ["ExitCode", "RunStatus", "SliDataStatus"]
 
 
 class ExitCode(IntEnum):
@@ -55,3 +55,20 @@ _EXIT_CODES = {
     RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
     RunStatus.ABORTED: ExitCode.INTERRUPTED,
 }
+
+
+class SliDataStatus(StrEnum):
+    """Whether an SLI source had data for one evaluation; anything but ``ok`` is missing data,
+    and missing data never meets an SLO."""
+
+    OK = "ok"
+    NO_SERIES = "no series"  # the selector matched no series (or a named job has no target)
+    QUERY_ERROR = "query error"  # the server refused the query; its error text is kept
+    TIMEOUT = "timeout"  # no answer within the client's timeout
+    UNREACHABLE = "unreachable"  # refused, unknown host, or not a Prometheus query API
+    SCRAPE_FAILED = "scrape failed"  # ``up == 0`` for a scrape job the SLI depends on
+
+    @property
+    def missing(self) -> bool:
+        """True for every status but ``ok``."""
+        return self is not SliDataStatus.OK
