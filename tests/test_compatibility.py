@@ -61,6 +61,7 @@ def test_chaos_discover_lists_every_activity_with_arguments_and_docstring(tmp_pa
         "pattern",
         "signal",
         "restart_command",
+        "max_processes",
         "configuration",
     ]
     assert activities[("inoculate.extensions.process", "processes_state")]["type"] == "probe"
