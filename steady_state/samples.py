@@ -27,11 +27,8 @@ with every new key at zero:
 
 - ``stalled`` (per endpoint): requests that started in this second and were still
   unanswered when the second was written, in a second in which the endpoint started at
-  least :data:`STALLED_MIN_STARTED` requests and completed none — or in which at least that
-  many of the requests it started are unanswered, the oldest of them at least
-  :data:`STALLED_MIN_AGE_S` old at the second's end, and the endpoint completed nothing
-  since that one started. Each is judged *failed* for availability at that moment,
-  whatever its answer later.
+  least :data:`STALLED_MIN_STARTED` requests and completed none. Each is judged *failed* for
+  availability at that moment, whatever its answer later.
 - ``late`` and ``late_failures`` (per endpoint): completions in this second of requests
   already counted in an earlier second's ``stalled`` (and how many of those failed). They
   are in ``completed``/``failures``/``hist`` as usual (throughput and latency count them),
@@ -60,7 +57,6 @@ __all__ = [
     "HIST_HIGHEST_US",
     "HIST_LOWEST_US",
     "HIST_SIGNIFICANT_DIGITS",
-    "STALLED_MIN_AGE_S",
     "STALLED_MIN_STARTED",
     "EndpointSecond",
     "SliSample",
@@ -79,13 +75,6 @@ HIST_SIGNIFICANT_DIGITS = 3
 # a healthy endpoint has one in fewer than 0.5 % of its seconds at worst (Poisson arrivals,
 # answers within a second), and a blackholed endpoint at 5 requests/s or more always does.
 STALLED_MIN_STARTED = 5
-# Or: at least 5 requests it started in the second are unanswered when it is written, the
-# oldest of them at least this old, and the endpoint answered nothing since that one began.
-# A fault that begins a hair into a second (a run's method starts when a second has just
-# been written) leaves a few answers in that second: without this, the first second it
-# stalls was the next one, a second later. A healthy endpoint answers within well under
-# half a second, and a slow healthy one keeps answering older requests meanwhile.
-STALLED_MIN_AGE_S = 0.5
 
 
 def new_histogram() -> HdrHistogram:

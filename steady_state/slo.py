@@ -11,22 +11,19 @@ never an average of per-second figures. (The sample fields are defined in
   request counts once, in the second its outcome became known:
 
   - *answered* requests = completed - late: good when they did not fail;
-  - *stalled* requests (``stalled``): a request still unanswered when its start second
-    was written (at ``t + 1`` and a few milliseconds), in a second in which its endpoint
-    started at least 5 requests (``STALLED_MIN_STARTED``) and completed none, or left at
-    least 5 of the requests it started unanswered, the oldest at least 0.5 s old
-    (``STALLED_MIN_AGE_S``), with no completion since that one started, counts as
-    **failed in that second**. If it is answered later, that
+  - *stalled* requests (``stalled``): a request that started in a second in which its
+    endpoint started at least 5 requests (``STALLED_MIN_STARTED``) and completed none, and
+    that was still unanswered when that second was written (at ``t + 1`` and a few
+    milliseconds), counts as **failed in that second**. If it is answered later, that
     answer is ``late`` and availability leaves it out (throughput and latency count it).
 
   So valid = (completed - late) + stalled and good = (completed - late) - (failures -
   late_failures). The load decides which requests stalled when it writes the second (it
   alone knows which were still unanswered then). A blackholed endpoint under the open load
-  model counts against availability in the second it began (when it began in the first
-  half of it) or the next, not when client timeouts turn into failures. (Under the closed
-  model a stuck user starts nothing, so its later seconds do not stall: the latency SLO
-  sees it. An endpoint started fewer than 5 times a second never stalls: give it a latency
-  SLO.)
+  model counts against availability in the first whole second without an answer, not
+  when client timeouts turn into failures. (Under the closed model a stuck user starts
+  nothing, so its seconds do not stall: the latency SLO sees it. An endpoint started fewer
+  than 5 times a second never stalls: give it a latency SLO.)
 - **latency** = the ``percentile``-th latency of the merged window histogram plus the
   requests **still in flight past the threshold** at the end of the window (the part above
   ``threshold_ms`` of the ``overdue`` histogram of the window's last second, each at its

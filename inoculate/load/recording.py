@@ -7,9 +7,8 @@ decides, for each second it writes:
 
 - which requests *stalled*: still in flight when their start second is written, in a
   second in which their endpoint started at least ``STALLED_MIN_STARTED`` requests and
-  completed none, or in which at least that many it started are unanswered, the oldest
-  ``STALLED_MIN_AGE_S`` old or more, with no answer of the endpoint since that one started
-  (and, when such a request completes later, that its completion is *late*);
+  completed none (and, when such a request completes later, that its completion is
+  *late*);
 - the ages of the requests in flight at the second's end for longer than the shortest
   latency threshold of the run (``overdue``), recorded as their latencies are (with the
   closed model's coordinated-omission correction when it applies);
@@ -33,7 +32,6 @@ from hdrh.histogram import HdrHistogram
 from inoculate.steady_state.samples import (
     HIST_HIGHEST_US,
     HIST_LOWEST_US,
-    STALLED_MIN_AGE_S,
     STALLED_MIN_STARTED,
     EndpointSecond,
     SliSample,
@@ -110,8 +108,6 @@ class SecondRecorder:
     # Every endpoint seen so far, so that a silent second still lists it with zeros.
     _known_endpoints: dict[str, None] = field(default_factory=dict)
     _in_flight: dict[InFlightRequest, None] = field(default_factory=dict)
-    # When each endpoint last completed a request (a stall needs a silence since).
-    _last_completed: dict[str, float] = field(default_factory=dict)
     _closed: bool = False
 
     def __post_init__(self) -> None:
@@ -164,7 +160,6 @@ class SecondRecorder:
             return
         counts = self._counts(self._second_of(ended_at), key)
         counts.completed += 1
-        self._last_completed[key] = max(ended_at, self._last_completed.get(key, ended_at))
         if failed:
             counts.failures += 1
         if request is not None and request.stalled:
@@ -218,28 +213,17 @@ class SecondRecorder:
         return SliSample(t=t, endpoints=endpoints, dropped_arrivals=self._dropped.pop(t, 0))
 
     def _mark_stalled(self, t: int, slots: dict[str, _EndpointCounts]) -> None:
-        waiting: dict[str, list[InFlightRequest]] = {}
+        stalling = {
+            key
+            for key, counts in slots.items()
+            if counts.completed == 0 and counts.started >= STALLED_MIN_STARTED
+        }
+        if not stalling:
+            return
         for request in self._in_flight:
-            if request.second == t:
-                waiting.setdefault(request.key, []).append(request)
-        for key, requests in waiting.items():
-            if self._stalls(key, slots[key], requests, t + 1):
-                for request in requests:
-                    request.stalled = True
-                slots[key].stalled += len(requests)
-
-    def _stalls(
-        self, key: str, counts: _EndpointCounts, waiting: list[InFlightRequest], end: int
-    ) -> bool:
-        """Whether the requests of ``key`` started in this second and still unanswered at
-        its ``end`` stalled (see the module docstring)."""
-        if counts.completed == 0 and counts.started >= STALLED_MIN_STARTED:
-            return True
-        if len(waiting) < STALLED_MIN_STARTED:
-            return False
-        oldest = min(request.started_at for request in waiting)
-        answered_since = self._last_completed.get(key, -math.inf) >= oldest
-        return end - oldest >= STALLED_MIN_AGE_S and not answered_since
+            if request.second == t and request.key in stalling:
+                request.stalled = True
+                slots[request.key].stalled += 1
 
     def _overdue_at(self, boundary: float) -> dict[str, str]:
         """Per endpoint, the encoded ages at ``boundary`` of the requests in flight for
