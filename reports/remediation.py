@@ -264,9 +264,9 @@ def failed_action_finding(name: str) -> Finding:
     return _finding(
         "method",
         f"action {name} failed",
-        f"the method action {name} ended with status failed: the run is failed and the "
-        "fault may not have been injected as designed",
-        "fix the action (see its error in the journal) and rerun",
+        f"the method action {name} ended with status failed: the fault may not have been "
+        "injected as designed, so the run is failed and not scored",
+        "fix the action (see its error in the journal) and rerun; the score stays 0 until then",
         action=name,
     )
 

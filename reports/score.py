@@ -3,6 +3,8 @@
 Formula (also in README, with a worked example)::
 
     precondition   the steady state before the fault was met; otherwise the score is 0
+    tested         no action of the method failed; otherwise the score is 0, each failed
+                   action a finding carrying its share of the 100 points
     component      weight  credit (0..1)
     slo            50      mean over SLOs of min(budget credit, breach credit)
                              budget credit = min(1, allowed / consumed) error budget of the
@@ -134,27 +136,36 @@ def score_run(run: ScoreInput) -> Score:
     }
     measured_weight = sum(c.weight for c in COMPONENTS if parts[c.key].credit is not None)
     precondition = run.finished and (not run.has_hypothesis or run.hypothesis_before is True)
+    # A method action that failed means the experiment did not do what it declares (the
+    # fault may never have been injected): what the SLOs show says nothing of resilience.
+    scored = precondition and not run.failed_activities
     components, findings = [], []
     for spec in COMPONENTS:
         part = parts[spec.key]
         max_points = 100.0 * spec.weight / measured_weight if part.credit is not None else 0.0
         credit = part.credit
-        points = max_points * credit if credit is not None and precondition else 0.0
-        detail = part.detail if precondition else _not_scored(run)
+        points = max_points * credit if credit is not None and scored else 0.0
+        detail = part.detail if scored else _not_scored(run)
         components.append(
             Component(spec.key, spec.label, spec.weight, credit, points, max_points, detail)
         )
-        if precondition:
+        if scored:
             findings += [_with_points(f, share * max_points) for share, f in part.losses]
     if not run.finished:
         findings = [remediation.never_finished(run.faults_left)]
     elif not precondition:
         findings = [remediation.precondition_failed(run.hypothesis_before, run.reasons)]
-    findings += _notes(run)
+    elif not scored:
+        share = 100.0 / len(run.failed_activities)
+        findings = [
+            _with_points(remediation.failed_action_finding(name), share)
+            for name in run.failed_activities
+        ]
+    findings += _notes(run, failed_actions=precondition is False)
     value = round(sum(c.points for c in components), 1) if measured_weight else 100.0
     unmeasured = tuple(f"{c.label}: {parts[c.key].detail}" for c in components if not c.measured)
     return Score(
-        value=value if precondition else 0.0,
+        value=value if scored else 0.0,
         components=tuple(components),
         findings=tuple(sorted(findings, key=lambda f: -f.points_lost)),
         precondition_met=precondition,
@@ -165,7 +176,9 @@ def score_run(run: ScoreInput) -> Score:
 def _not_scored(run: ScoreInput) -> str:
     if not run.finished:
         return "not scored: the run never finished"
-    return "not scored: the precondition failed"
+    if run.has_hypothesis and run.hypothesis_before is not True:
+        return "not scored: the precondition failed"
+    return "not scored: an action of the method failed"
 
 
 def suite_score(scores: Sequence[tuple[float, float]]) -> float:
@@ -290,9 +303,11 @@ def _rollback_part(run: ScoreInput) -> _Part:
     return _Part(1.0 - issues / checks, detail, losses)
 
 
-def _notes(run: ScoreInput) -> list[Finding]:
-    """Facts worth knowing that the score does not weigh (the verdict does)."""
-    notes = [remediation.failed_action_finding(name) for name in run.failed_activities]
+def _notes(run: ScoreInput, failed_actions: bool) -> list[Finding]:
+    """Facts worth knowing that the score does not weigh (the verdict does); failed actions
+    are among them only when the run was not scored for another reason already."""
+    names = run.failed_activities if failed_actions else ()
+    notes = [remediation.failed_action_finding(name) for name in names]
     if run.interruption:
         notes.append(remediation.interruption_finding(run.interruption))
     return notes

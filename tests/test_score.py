@@ -175,11 +175,15 @@ def test_plain_journal_scores_only_what_it_measured() -> None:
     assert sum(f.points_lost for f in score.findings) == 75.0
 
 
-def test_failed_actions_and_interruptions_are_findings_without_points() -> None:
-    score = score_run(perfect(failed_activities=("kill-catalog",), interruption="SIGINT received"))
-    assert score.value == 100.0
-    assert {f.component for f in score.findings} == {"method", "run"}
-    assert all(f.points_lost == 0 for f in score.findings)
+def test_a_failed_action_is_not_scored_and_an_interruption_costs_no_points() -> None:
+    failed = score_run(perfect(failed_activities=("kill-catalog", "freeze-orders")))
+    assert failed.value == 0.0 and failed.precondition_met
+    assert [f.points_lost for f in failed.findings] == [50.0, 50.0]
+    assert {f.data["action"] for f in failed.findings} == {"kill-catalog", "freeze-orders"}
+    assert all(c.detail == "not scored: an action of the method failed" for c in failed.components)
+    interrupted = score_run(perfect(interruption="SIGINT received"))
+    assert interrupted.value == 100.0
+    assert [(f.component, f.points_lost) for f in interrupted.findings] == [("run", 0)]
 
 
 def test_suite_score_is_the_weighted_mean() -> None:
@@ -282,6 +286,7 @@ def runs(draw: st.DrawFn) -> ScoreInput:
         failed_rollbacks=tuple(f"r{i}" for i in range(draw(st.integers(0, rollbacks)))),
         reverted_by_safety_net=tuple(draw(st.lists(st.just("f"), max_size=2))),
         faults_left=tuple(draw(st.lists(st.just("f"), max_size=1))),
+        failed_activities=tuple(draw(st.lists(st.sampled_from(["a", "b"]), max_size=2))),
     )
 
 
