@@ -48,49 +48,11 @@ from inoculate.steady_state.monitor import SloMonitor  # noqa: E402
 from inoculate.steady_state.samples import SliSample  # noqa: E402
 from inoculate.steady_state.slo import parse_slos  # noqa: E402
 from inoculate.steady_state.store import SliStore  # noqa: E402
+from tests.synthetic import SHOP_ENDPOINTS as ENDPOINTS  # noqa: E402
+from tests.synthetic import SHOP_SLOS as SLOS  # noqa: E402
 from tests.synthetic import Behaviour, SyntheticFault, build_synthetic_run  # noqa: E402
 
 LENGTHS = {"10 min": 600, "1 h": 3600, "4 h": 14400}
-ENDPOINTS = {
-    "GET /products": Behaviour(rps=560, latency_ms=18, spread=0.5),
-    "GET /products/{id}": Behaviour(rps=560, latency_ms=12, spread=0.5),
-    "GET /cart": Behaviour(rps=550, latency_ms=9, spread=0.4),
-    "POST /orders": Behaviour(rps=550, latency_ms=35, spread=0.6),
-    "GET /orders/{id}": Behaviour(rps=555, latency_ms=15, spread=0.5),
-}
-SLOS = [
-    {
-        "name": "browse-availability",
-        "sli": "availability",
-        "endpoint": "GET /products",
-        "objective": 99.0,
-        "window_s": 10,
-    },
-    {
-        "name": "browse-latency",
-        "sli": "latency",
-        "endpoint": "GET /products",
-        "percentile": 95,
-        "threshold_ms": 250,
-        "window_s": 10,
-    },
-    {
-        "name": "checkout-availability",
-        "sli": "availability",
-        "endpoint": "POST /orders",
-        "objective": 99.5,
-        "window_s": 10,
-    },
-    {
-        "name": "checkout-latency",
-        "sli": "latency",
-        "endpoint": "POST /orders",
-        "percentile": 99,
-        "threshold_ms": 600,
-        "window_s": 10,
-    },
-    {"name": "shop-throughput", "sli": "throughput", "min_rps": 2000, "window_s": 5},
-]
 REPORT_GOAL_S, REPORT_GOAL_MB, FLAT_GOAL = 5.0, 300.0, 1.5
 SUMMARY_REPEAT, SUMMARY_BUDGET_S = 5, 10.0
 MONITOR_KEPT_S = {"1 min": 60, "1 h": 3600}

@@ -28,49 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.synthetic import SHOP_ENDPOINTS as ENDPOINTS  # noqa: E402
+from tests.synthetic import SHOP_SLOS as SLOS  # noqa: E402
 from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run  # noqa: E402
 
 DURATION_S = 3600
-ENDPOINTS = {
-    "GET /products": Behaviour(rps=560, latency_ms=18, spread=0.5),
-    "GET /products/{id}": Behaviour(rps=560, latency_ms=12, spread=0.5),
-    "GET /cart": Behaviour(rps=550, latency_ms=9, spread=0.4),
-    "POST /orders": Behaviour(rps=550, latency_ms=35, spread=0.6),
-    "GET /orders/{id}": Behaviour(rps=555, latency_ms=15, spread=0.5),
-}
-SLOS = [
-    {
-        "name": "browse-availability",
-        "sli": "availability",
-        "endpoint": "GET /products",
-        "objective": 99.0,
-        "window_s": 10,
-    },
-    {
-        "name": "browse-latency",
-        "sli": "latency",
-        "endpoint": "GET /products",
-        "percentile": 95,
-        "threshold_ms": 250,
-        "window_s": 10,
-    },
-    {
-        "name": "checkout-availability",
-        "sli": "availability",
-        "endpoint": "POST /orders",
-        "objective": 99.5,
-        "window_s": 10,
-    },
-    {
-        "name": "checkout-latency",
-        "sli": "latency",
-        "endpoint": "POST /orders",
-        "percentile": 99,
-        "threshold_ms": 600,
-        "window_s": 10,
-    },
-    {"name": "shop-throughput", "sli": "throughput", "min_rps": 2000, "window_s": 5},
-]
 GOAL_S, GOAL_MB = 3.0, 300.0
 
 

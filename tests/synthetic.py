@@ -27,6 +27,8 @@ from inoculate.steady_state.samples import EndpointSecond, SliSample, new_histog
 from inoculate.steady_state.slo import evaluate_all, parse_slos
 
 __all__ = [
+    "SHOP_ENDPOINTS",
+    "SHOP_SLOS",
     "Behaviour",
     "SyntheticFault",
     "SyntheticRun",
@@ -361,3 +363,46 @@ def _journal(
         ],
         "inoculate": dict(summary),
     }
+
+
+# The synthetic shop both long-run benches measure: 5 endpoints at ~2,800 req/s, 5 SLOs.
+SHOP_ENDPOINTS = {
+    "GET /products": Behaviour(rps=560, latency_ms=18, spread=0.5),
+    "GET /products/{id}": Behaviour(rps=560, latency_ms=12, spread=0.5),
+    "GET /cart": Behaviour(rps=550, latency_ms=9, spread=0.4),
+    "POST /orders": Behaviour(rps=550, latency_ms=35, spread=0.6),
+    "GET /orders/{id}": Behaviour(rps=555, latency_ms=15, spread=0.5),
+}
+SHOP_SLOS: list[dict[str, object]] = [
+    {
+        "name": "browse-availability",
+        "sli": "availability",
+        "endpoint": "GET /products",
+        "objective": 99.0,
+        "window_s": 10,
+    },
+    {
+        "name": "browse-latency",
+        "sli": "latency",
+        "endpoint": "GET /products",
+        "percentile": 95,
+        "threshold_ms": 250,
+        "window_s": 10,
+    },
+    {
+        "name": "checkout-availability",
+        "sli": "availability",
+        "endpoint": "POST /orders",
+        "objective": 99.5,
+        "window_s": 10,
+    },
+    {
+        "name": "checkout-latency",
+        "sli": "latency",
+        "endpoint": "POST /orders",
+        "percentile": 99,
+        "threshold_ms": 600,
+        "window_s": 10,
+    },
+    {"name": "shop-throughput", "sli": "throughput", "min_rps": 2000, "window_s": 5},
+]

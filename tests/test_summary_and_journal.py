@@ -215,3 +215,8 @@ def test_a_secret_cut_short_at_the_end_of_a_text_is_scrubbed_too() -> None:
     assert scrub({"label": label}, {token}) == {"label": label[:-6] + REDACTED}
     assert scrub({"label": "ends in s3c"}, {token}) == {"label": "ends in s3c"}  # < 4 chars
     assert scrub({"label": "whole " + token + " kept"}, {token}) == {"label": "whole *** kept"}
+
+
+def test_a_secret_shorter_than_4_characters_is_not_treated_as_one() -> None:
+    # README says so: "on" or "1" would otherwise be redacted all over the journal.
+    assert secret_values({"s": {"flag": "on", "key": "abcd"}}) == {"abcd"}
