@@ -158,6 +158,20 @@ def reference_faults(facts: RunFacts) -> list[dict]:  # type: ignore[type-arg]
             report["detected_by"] = sorted(names)
             chosen = [s for s in facts.slos if s.name in names]
             back = reference_recovered_at(chosen, facts.samples, detection.t)
+            # Back on every SLO breached from the detection to the recovery, not only the
+            # ones that saw the fault first.
+            while back is not None:
+                later = {
+                    v.name
+                    for e in facts.evaluations
+                    if detection.t <= e.t <= back + STABLE_SECONDS - 1
+                    for v in e.breached
+                } - names
+                if not later:
+                    break
+                names |= later
+                chosen = [s for s in facts.slos if s.name in names]
+                back = reference_recovered_at(chosen, facts.samples, detection.t)
             report["recovered"] = back is not None
             if back is None:
                 # Not measured (None) when the run ended before enough seconds after the
