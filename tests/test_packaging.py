@@ -157,6 +157,26 @@ def test_the_layers_run_one_way(installed: Path) -> None:
     assert "Layers run one way" in result.stdout and "KEPT" in result.stdout
 
 
+def test_the_layers_are_checked_from_the_checkout_too() -> None:
+    # `lint-imports` in the repository: the links inoculate/<folder> -> ../<folder> put every
+    # mapped folder where the wheel puts it, so the checkout is analysed as installed.
+    for folder, installed_as in MAPPED.items():
+        if folder == installed_as:
+            continue
+        link = REPO / installed_as
+        assert link.is_symlink() and link.resolve() == (REPO / folder).resolve(), link
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout, result.stdout
+
+
 def test_an_upward_import_breaks_the_build(installed: Path, tmp_path: Path) -> None:
     broken = tmp_path / "site"
     shutil.copytree(installed, broken)
