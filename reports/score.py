@@ -161,7 +161,7 @@ def score_run(run: ScoreInput) -> Score:
             _with_points(remediation.failed_action_finding(name), share)
             for name in run.failed_activities
         ]
-    findings += _notes(run, failed_actions=precondition is False)
+    findings += _notes(run, failed_actions=not precondition)
     value = round(sum(c.points for c in components), 1) if measured_weight else 100.0
     unmeasured = tuple(f"{c.label}: {parts[c.key].detail}" for c in components if not c.measured)
     return Score(

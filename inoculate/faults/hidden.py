@@ -22,6 +22,9 @@ from typing import Any
 
 __all__ = ["discard", "hide", "load", "reveal", "secrets_file", "store"]
 
+# Record id -> token -> value, for the records this process hid values of (never written).
+_IN_MEMORY: dict[str, dict[str, str]] = {}
+
 
 def hide(
     undo: Mapping[str, Any], secrets: AbstractSet[str]
@@ -79,10 +82,6 @@ def store(ledger_path: Path, record_id: str, tokens: Mapping[str, str]) -> None:
         json.dump(dict(tokens), handle)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-# Record id -> token -> value, for the records this process hid values of (never written).
-_IN_MEMORY: dict[str, dict[str, str]] = {}
 
 
 def load(ledger_path: Path, record_id: str) -> dict[str, str]:
