@@ -60,7 +60,10 @@ class EndpointSeries:
     """One endpoint's (or all endpoints') figures, one value per second of the run.
 
     Latency percentiles are in milliseconds (NaN in a second without completions);
-    ``slow[threshold_ms]`` counts the completed requests slower than that threshold.
+    ``slow[threshold_ms]`` counts the latencies in the second's histograms slower than that
+    threshold, and ``recorded`` all of them: the completed requests, plus under the closed
+    model's coordinated-omission correction the requests a waiting user did not send (None
+    where latencies were not decoded).
     ``stalled``, ``late`` and ``late_failures`` are the samples' fields of those names (zero
     in samples written before they existed).
     """
@@ -74,6 +77,7 @@ class EndpointSeries:
     stalled: np.ndarray | None = None
     late: np.ndarray | None = None
     late_failures: np.ndarray | None = None
+    recorded: np.ndarray | None = None
 
     def error_rate(self) -> np.ndarray:
         """Failed / completed requests, in percent (NaN in a second without completions)."""
@@ -116,6 +120,7 @@ class _Accumulator:
     late_failures: np.ndarray = field(init=False)
     values: np.ndarray = field(init=False)
     slow: np.ndarray = field(init=False)
+    recorded: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.started = np.zeros(self.n, dtype=np.int64)
@@ -126,6 +131,7 @@ class _Accumulator:
         self.late_failures = np.zeros(self.n, dtype=np.int64)
         self.values = np.full((len(self.percentiles), self.n), np.nan)
         self.slow = np.zeros((len(self.thresholds), self.n), dtype=np.int64)
+        self.recorded = np.zeros(self.n, dtype=np.int64)
 
     def freeze(self, name: str) -> EndpointSeries:
         return EndpointSeries(
@@ -138,6 +144,7 @@ class _Accumulator:
             stalled=self.stalled,
             late=self.late,
             late_failures=self.late_failures,
+            recorded=self.recorded if self.thresholds or self.percentiles else None,
         )
 
 
@@ -278,7 +285,7 @@ class _Second:
     slow counts) per selection."""
 
     counts: Mapping[str, tuple[int, ...]]  # _COUNTED, in that order
-    latency: Mapping[str | None, tuple[np.ndarray, np.ndarray]]
+    latency: Mapping[str | None, tuple[np.ndarray, np.ndarray, int]]
 
 
 class _Decoder:
@@ -302,7 +309,7 @@ class _Decoder:
     def second(self, parts: _Parts) -> _Second:
         everything: list[_Counts] = []
         counts: dict[str, tuple[int, ...]] = {}
-        latency: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+        latency: dict[str | None, tuple[np.ndarray, np.ndarray, int]] = {}
         for name in dict.fromkeys(name for part in parts for name in part):
             decode = self.wants(name) or self.wants(None)
             sums = [0] * len(_COUNTED)
@@ -329,7 +336,7 @@ class _Decoder:
 
     def _figures(
         self,
-        latency: dict[str | None, tuple[np.ndarray, np.ndarray]],
+        latency: dict[str | None, tuple[np.ndarray, np.ndarray, int]],
         selection: str | None,
         counts: _Counts,
     ) -> None:
@@ -351,7 +358,7 @@ class _Decoder:
                 slow[k] = requests
             elif first < hi:
                 slow[k] = requests - int(cumulative[first - lo - 1])
-        latency[selection] = (values, slow)
+        latency[selection] = (values, slow, requests)
 
     def series(self, seconds: Mapping[int, _Second]) -> SliSeries:
         order = sorted(seconds)
@@ -366,10 +373,11 @@ class _Decoder:
                 for field_name, value in zip(_COUNTED, sums, strict=True):
                     getattr(acc, field_name)[i] = value
                     getattr(total, field_name)[i] += value
-            for selection, (values, slow) in second.latency.items():
+            for selection, (values, slow, recorded) in second.latency.items():
                 acc = total if selection is None else per_endpoint[selection]
                 acc.values[:, i] = values
                 acc.slow[:, i] = slow
+                acc.recorded[i] = recorded
         latency_of = (*names, None) if self.latency_of is None else self.latency_of
         return SliSeries(
             t=np.arange(t0, t0 + n, dtype=np.int64),

@@ -14,8 +14,8 @@ from inoculate.reports.json_report import load_schema, run_document
 from inoculate.reports.markdown import run_markdown
 from inoculate.reports.model import build_run_report
 from inoculate.reports.plots import run_plots
-from inoculate.steady_state.samples import SliSample
-from inoculate.steady_state.slo import AvailabilitySlo, evaluate_slo
+from inoculate.steady_state.samples import SliSample, encode_histogram, new_histogram
+from inoculate.steady_state.slo import AvailabilitySlo, LatencySlo, evaluate_slo
 from inoculate.steady_state.store import SliStore
 from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
@@ -134,3 +134,46 @@ def test_the_availability_budget_counts_stalled_requests_as_the_slo_does(open_ru
     verdict = evaluate_slo(slo, store.samples(), int(seconds[-1]))
     assert view.outcome.budget_consumed == pytest.approx(verdict.burn_rate, rel=1e-12)
     assert "(60 unanswered)" in (view.outcome.budget_text or "")
+
+
+def test_the_latency_budget_counts_the_corrected_latencies_as_the_slo_does(
+    tmp_path: Path,
+) -> None:
+    # Closed model with coordinated-omission correction: a stuck user's one answer stands for
+    # the requests it did not send, so the histograms hold more latencies than completions.
+    slo_spec = {"name": "browse-p95", "sli": "latency", "endpoint": EP, "percentile": 95,
+                "threshold_ms": 300}  # fmt: skip
+    run = write_synthetic_run(
+        tmp_path / "run", title="Slow catalog", duration_s=25,
+        endpoints={EP: Behaviour(rps=80, latency_ms=20)}, slos=[slo_spec],
+        faults=[SyntheticFault(10, 16, {EP: Behaviour(rps=8, latency_ms=1000)})], seed=5,
+    )  # fmt: skip
+    path = run / "sli.jsonl"
+    samples = [SliSample.from_line(line) for line in path.read_text().splitlines()]
+    rewritten = []
+    for sample in samples:
+        part = sample.endpoints[EP]
+        if 10 <= sample.t - samples[0].t < 16 and part.completed:
+            histogram = new_histogram()
+            for _ in range(part.completed):
+                histogram.record_corrected_value(1_000_000, 100_000)
+            part = type(part)(part.started, part.completed, part.failures,
+                              encode_histogram(histogram))  # fmt: skip
+        rewritten.append(SliSample(sample.t, {EP: part}).to_line())
+    path.write_text("\n".join(rewritten) + "\n")
+
+    report = build_run_report(run)
+    [view] = report.slos
+    start, end = report.method_window
+    assert report.series is not None
+    seconds = report.series.t[report.series.mask(start, end)]
+    store = SliStore(path)
+    store.refresh()
+    slo = LatencySlo(name="x", endpoint=EP, percentile=95, threshold_ms=300,
+                     window_s=len(seconds))  # fmt: skip
+    verdict = evaluate_slo(slo, store.samples(), int(seconds[-1]))
+    assert view.outcome.budget_consumed == pytest.approx(verdict.burn_rate, rel=1e-9)
+    text = view.outcome.budget_text or ""
+    assert "counting those waiting users did not send" in text, text
+    slower, judged = (int(n) for n in text.split(" requests")[0].split(" of "))
+    assert slower <= judged  # never "1341 of 114"
