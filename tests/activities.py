@@ -4,12 +4,16 @@ providers that stand for a user's own, e.g. a slow rollback."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 __all__ = ["echo", "fail_with", "sleep"]
 
 
-def sleep(seconds: float) -> dict[str, float]:
-    """Block for ``seconds`` (a rollback that takes its time), then say how long it took."""
+def sleep(seconds: float, started_file: str | None = None) -> dict[str, float]:
+    """Block for ``seconds`` (a rollback that takes its time), then say how long it took;
+    ``started_file`` is created first, so a test knows the activity is under way."""
+    if started_file:
+        Path(started_file).touch()
     started = time.monotonic()
     time.sleep(seconds)
     return {"slept_s": round(time.monotonic() - started, 3)}

@@ -116,6 +116,36 @@ def test_a_signal_before_the_run_started_exits_3_without_a_traceback(
     assert workspace.outstanding_faults() == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_an_action_does_not_wait_out_the_pause_after_it(
+    workspace: Workspace, signum: int
+) -> None:
+    # chaoslib plays an activity's `pauses.after` in a `finally`: a signal while the action
+    # ran waited out the whole pause before the run stopped (60 s; twice in CI).
+    started_file = workspace.root / "action-started"
+    process, out_dir = workspace.start(
+        "run",
+        str(TEST_EXPERIMENTS / "slow-action-long-pause.yaml"),
+        "--var",
+        f"started_file={started_file}",
+    )
+    try:
+        wait_for(started_file.exists, 60, "the action to start")
+        sent = time.monotonic()
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=90)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stdout + stderr
+    assert took < 30, f"exit took {took:.1f}s: the 120 s pause was (partly) waited out"
+    assert "pause skipped: the run is interrupted" in stderr
+    journal = _journal(_run_dir(out_dir))
+    assert journal["status"] == "interrupted"
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+
+
 def test_a_signal_during_the_rollbacks_interrupts_the_run_but_not_the_rollbacks(
     workspace: Workspace, sleeper: tuple[psutil.Process, str]
 ) -> None:

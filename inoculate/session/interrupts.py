@@ -46,6 +46,11 @@ logger = logging.getLogger("inoculate")
 ABORT_SIGNAL = signal.SIGUSR1
 _STOPPING = (signal.SIGINT, signal.SIGTERM)
 _HANDLED = (*_STOPPING, ABORT_SIGNAL)
+# Set while a RunInterrupted raised by the guard travels up the main thread, until the
+# rollbacks begin. chaoslib's ``execute_activity`` plays an activity's ``pauses.after`` in a
+# ``finally``: an interruption raised inside the action waited out the whole pause (60 s,
+# once in CI) before it reached the runner. Pauses end at once while it is set.
+_INTERRUPTING = threading.Event()
 
 
 class SignalLatch:
@@ -110,10 +115,13 @@ class InterruptGuard:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        _INTERRUPTING.clear()
 
     def shield(self) -> None:
-        """From now on (rollbacks, teardown) signals are recorded, never raised."""
+        """From now on (rollbacks, teardown) signals are recorded, never raised, and
+        pauses (a rollback's own) last as long as they are declared."""
         self._shielded = True
+        _INTERRUPTING.clear()
 
     def request_abort(self, reason: str) -> None:
         """Ask the main thread to interrupt the run (from any thread)."""
@@ -136,6 +144,7 @@ class InterruptGuard:
             logger.warning("%s during rollbacks: the run is interrupted; rollbacks go on", name)
             return
         logger.warning("%s: interrupting the run; rollbacks will run", reason)
+        _INTERRUPTING.set()
         raise RunInterrupted(reason)
 
 
@@ -166,12 +175,14 @@ _PAUSE_SLICE_S = 0.2
 
 
 class _SlicedSleep:
-    """``time`` for chaoslib's activity module, whose ``sleep`` wakes every 0.2 s.
+    """``time`` for chaoslib's activity module, whose ``sleep`` wakes every 0.2 s and ends
+    at once while an interruption is on its way up.
 
     A signal the kernel hands to one of the run's other threads (load, monitor, pools)
     sets CPython's pending flag but does not wake the main thread from one long
     ``time.sleep``: chaoslib's ``pauses`` of 60 s then kept a SIGTERM waiting a minute. In
-    slices, the main thread runs the handler within 0.2 s.
+    slices, the main thread runs the handler within 0.2 s. A pause that begins (or goes
+    on) after the guard raised is the ``finally`` of an interrupted activity: skipped.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -179,15 +190,20 @@ class _SlicedSleep:
 
     @staticmethod
     def sleep(seconds: float) -> None:
-        interruptible_sleep(seconds)
+        if _INTERRUPTING.is_set():
+            logger.info("pause skipped: the run is interrupted")
+            return
+        interruptible_sleep(seconds, until=_INTERRUPTING.is_set)
 
 
-def interruptible_sleep(seconds: float) -> None:
+def interruptible_sleep(seconds: float, until: Callable[[], bool] | None = None) -> None:
     """``time.sleep`` in 0.2 s slices, so the main thread runs a signal's handler within
     0.2 s even when the kernel handed the signal to another thread (see
-    :class:`_SlicedSleep`)."""
+    :class:`_SlicedSleep`); with ``until``, the sleep also ends once it returns true."""
     deadline = time.monotonic() + max(0.0, float(seconds))
     while (left := deadline - time.monotonic()) > 0:
+        if until is not None and until():
+            return
         time.sleep(min(_PAUSE_SLICE_S, left))
 
 
