@@ -15,18 +15,17 @@ cached in the temporary folder, since building it takes a minute. Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from command_cost import Measure, measure  # noqa: E402  (bench/, the script's folder)
 
 from tests.synthetic import SHOP_ENDPOINTS as ENDPOINTS  # noqa: E402
 from tests.synthetic import SHOP_SLOS as SLOS  # noqa: E402
@@ -82,28 +81,6 @@ def long_run(fresh: bool) -> Path:
         )
         print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
     return folder
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One command's wall time and peak memory."""
-
-    wall_s: float
-    peak_mb: float
-    code: int
-    stderr: str
-
-
-def measure(command: list[str]) -> Measure:
-    """Run ``command``; wall time, and the largest max-RSS among it and its children."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    stderr = process.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Measure(wall, usage.ru_maxrss / 1024, process.returncode, stderr)
 
 
 def main() -> int:

@@ -14,13 +14,18 @@ threshold when its bucket reaches above the threshold.
 Long runs: the file is read line by line and each second is reduced to its few figures as
 soon as it is read, so memory follows the run's seconds, not the size of its histograms
 (a 4 h run's file is 54 MB). Histograms are decoded only for the selections whose latency
-the report shows (``latency_of``): decoding is most of the cost.
+the report shows (``latency_of``): decoding is most of the cost, so a long run's file is cut
+at line starts into slices that separate processes decode (``PARALLEL_FROM_BYTES``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -53,6 +58,11 @@ ALL_ENDPOINTS = "all endpoints"
 _COUNTS_SINCE_ISSUE_9 = ("stalled", "late", "late_failures")
 _COUNTED = ("started", "completed", "failures", *_COUNTS_SINCE_ISSUE_9)
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
+# A file this large (about 40 min of a busy run) is decoded by up to MAX_DECODERS processes:
+# decoding is most of a long report's time, and a worker costs ~0.3 s to start.
+PARALLEL_FROM_BYTES = 8_000_000
+MAX_DECODERS = 4
+DECODE_SLICE_MODULE = "inoculate.reports.decode_slice"
 
 
 @dataclass(frozen=True)
@@ -211,22 +221,100 @@ def load_series(
         tuple(sorted(set(thresholds_ms))),
         None if latency_of is None else tuple(dict.fromkeys(latency_of)),
     )
-    seconds: dict[int, _Second] = {}
-    for t, parts in _read_seconds(path):
-        try:
-            seconds[t] = decoder.second(parts)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise ReportInputError(str(path), f"second {t}: {exc}") from exc
+    seconds = _decode_in_parallel(path, decoder) or _decode_range(path, decoder)
     if not seconds:
         raise ReportInputError(str(path), "no SLI sample in the file (expected one JSON line/s)")
     return decoder.series(seconds)
 
 
+def _decode_range(
+    path: Path, decoder: _Decoder, start: int = 0, end: int | None = None
+) -> dict[int, _Second]:
+    """The seconds of the lines that begin in bytes ``[start, end)`` of the file."""
+    seconds: dict[int, _Second] = {}
+    for t, parts in _read_seconds(path, start, end):
+        try:
+            seconds[t] = decoder.second(parts)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ReportInputError(str(path), f"second {t}: {exc}") from exc
+    return seconds
+
+
+def _decode_in_parallel(path: Path, decoder: _Decoder) -> dict[int, _Second] | None:
+    """A long run's file decoded in slices, the first here and each other one by a process
+    of its own (``python -m inoculate.reports.decode_slice``); None when the file is small,
+    there is one CPU, or anything goes wrong (the caller then decodes it in order, which
+    also names a bad line exactly).
+
+    Plain subprocesses rather than ``multiprocessing``: its ``spawn`` re-runs the caller's
+    main script in each worker, and ``fork`` would copy a runner's threads.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    workers = min(len(os.sched_getaffinity(0)), MAX_DECODERS)
+    if size < PARALLEL_FROM_BYTES or workers < 2:
+        return None
+    bounds = _line_bounds(path, size, workers)
+    arguments = json.dumps([decoder.percentiles, decoder.thresholds, decoder.latency_of])
+    others = [
+        subprocess.Popen(
+            [sys.executable, "-m", DECODE_SLICE_MODULE, str(path), str(lo), str(hi), arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        for lo, hi in itertools.pairwise(bounds[1:])
+    ]
+    try:
+        seconds = _decode_range(path, decoder, bounds[0], bounds[1])
+        for process in others:
+            output, _ = process.communicate()
+            if process.returncode != 0:
+                return None
+            part: dict[int, _Second] = pickle.loads(output)  # our own child's answer
+            if seconds.keys() & part.keys():
+                return None  # a second written twice across slices: the ordered read merges it
+            seconds.update(part)
+    except ReportInputError:
+        return None
+    finally:
+        for process in others:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return seconds
+
+
+def decode_slice(path: Path, first_byte: int, end: int, arguments: str) -> dict[int, _Second]:
+    """What one slice process decodes (``arguments``: the decoder's, as JSON)."""
+    percentiles, thresholds, latency_of = json.loads(arguments)
+    decoder = _Decoder(
+        tuple(percentiles), tuple(thresholds), None if latency_of is None else tuple(latency_of)
+    )
+    return _decode_range(path, decoder, first_byte, end)
+
+
+def _line_bounds(path: Path, size: int, slices: int) -> list[int]:
+    """Offsets that cut the file into about ``slices`` equal parts at line starts."""
+    bounds = [0]
+    with path.open("rb") as handle:
+        for k in range(1, slices):
+            handle.seek(max(size * k // slices, bounds[-1]))
+            handle.readline()  # to the start of the next line
+            bounds.append(min(handle.tell(), size))
+    bounds.append(size)
+    return sorted(set(bounds))
+
+
 _Parts = list[Mapping[str, Mapping[str, object]]]
 
 
-def _read_seconds(path: Path) -> Iterator[tuple[int, _Parts]]:
-    """Each complete line's second, with what every line of that second says so far.
+def _read_seconds(
+    path: Path, first_byte: int = 0, end: int | None = None
+) -> Iterator[tuple[int, _Parts]]:
+    """Each complete line's second (of the lines that begin in ``[first_byte, end)``), with what
+    every line of that second says so far.
 
     A second is written twice only when two load processes wrote it: its earlier lines are
     then read again from the file, so that nothing is held for the seconds already read.
@@ -234,8 +322,11 @@ def _read_seconds(path: Path) -> Iterator[tuple[int, _Parts]]:
     lines_of: dict[int, list[tuple[int, int]]] = {}  # second -> (offset, length) of its lines
     try:
         with path.open("rb") as handle:
-            offset = 0
+            handle.seek(first_byte)
+            offset = first_byte
             for number, raw in enumerate(handle, start=1):
+                if end is not None and offset >= end:
+                    break
                 start, offset = offset, offset + len(raw)
                 if not raw.endswith(b"\n"):
                     break  # no newline: the writer was cut short mid-line

@@ -43,13 +43,24 @@ with every new key at zero:
 - ``dropped_arrivals`` (per line): arrivals of the open load model that were not started
   because ``max_in_flight`` requests were already in flight. The load generator, not the
   system, refused them: no SLO counts them, the summary and the reports do.
+
+The open second. Beside the lines, each load process keeps one small JSON file with the
+second still open, as it stands (:class:`OpenSecond`: ``{"at": <Unix time>, "sample":
+<a line's object>}``, replaced atomically four times a second); the load driver merges the
+processes' files into ``load/open-second.json``. Its ``overdue`` holds ages at ``at``, not at
+``t + 1``, nothing in it is ``stalled`` (that needs the whole second), and its counts are a
+prefix of the line the second will get. The SLO monitor uses it only to see a breach
+before the second ends (``inoculate.steady_state.monitor``); no verdict is made from it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
@@ -59,6 +70,7 @@ __all__ = [
     "HIST_SIGNIFICANT_DIGITS",
     "STALLED_MIN_STARTED",
     "EndpointSecond",
+    "OpenSecond",
     "SliSample",
     "decode_histogram",
     "encode_histogram",
@@ -172,10 +184,15 @@ class SliSample:
     @classmethod
     def from_line(cls, line: str) -> SliSample:
         """Parse one JSON line written by :meth:`to_line`."""
-        data = json.loads(line)
-        endpoints = {k: EndpointSecond.from_json(v) for k, v in data.get("endpoints", {}).items()}
-        dropped = int(data.get("dropped_arrivals", 0))
-        return cls(t=int(data["t"]), endpoints=endpoints, dropped_arrivals=dropped)
+        return cls.from_json(json.loads(line))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SliSample:
+        """Build from the mapping a line holds."""
+        raw_endpoints: Mapping[str, Mapping[str, object]] = data.get("endpoints", {})  # type: ignore[assignment]
+        endpoints = {k: EndpointSecond.from_json(v) for k, v in raw_endpoints.items()}
+        dropped = int(data.get("dropped_arrivals", 0))  # type: ignore[call-overload]
+        return cls(t=int(data["t"]), endpoints=endpoints, dropped_arrivals=dropped)  # type: ignore[call-overload]
 
 
 def merge_samples(samples: Iterable[SliSample]) -> list[SliSample]:
@@ -221,3 +238,32 @@ def _add_histograms(encoded: Iterable[str]) -> str:
     for part in present:
         histogram.add(decode_histogram(part))
     return encode_histogram(histogram)
+
+
+@dataclass(frozen=True)
+class OpenSecond:
+    """The second still open at Unix time ``at``, as it stands (see the module's text)."""
+
+    at: float
+    sample: SliSample
+
+    def write(self, path: Path) -> None:
+        """Replace ``path`` with this open second, atomically (readers never see half)."""
+        payload = f'{{"at":{self.at!r},"sample":{self.sample.to_line()}}}'
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(payload)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def read(cls, path: Path) -> OpenSecond | None:
+        """The open second at ``path``; None when there is none or it cannot be read."""
+        try:
+            data = json.loads(Path(path).read_bytes())
+            return cls(at=float(data["at"]), sample=SliSample.from_json(data["sample"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from inoculate.steady_state.samples import SliSample, merge_samples
+from inoculate.steady_state.samples import OpenSecond, SliSample, merge_samples
 from inoculate.steady_state.slo import requests_in_flight
 
 __all__ = [
@@ -75,13 +75,18 @@ class SliStore:
 
     Thread-safe for one writer thread and any number of reader threads. Samples older than
     ``retention_s`` seconds before the newest one are dropped from memory (never from disk).
-    Two lines for the same second (e.g. from two load processes) are merged.
+    Two lines for the same second (e.g. from two load processes) are merged. ``open_path``:
+    where the load keeps the second still open (:meth:`open_second`).
     """
 
-    def __init__(self, path: Path, retention_s: int = DEFAULT_RETENTION_S) -> None:
+    def __init__(
+        self, path: Path, retention_s: int = DEFAULT_RETENTION_S, open_path: Path | None = None
+    ) -> None:
         if retention_s < 1:
             raise ValueError(f"retention_s must be >= 1, got {retention_s}")
         self.path = Path(path)
+        self.open_path = open_path
+        self._open_cache: tuple[int, OpenSecond | None] | None = None
         self.retention_s = retention_s
         self.skipped_lines = 0
         self._lock = threading.Lock()
@@ -110,6 +115,26 @@ class SliStore:
         """Return the samples in memory, oldest second first."""
         with self._lock:
             return [self._by_second[t] for t in self._seconds]
+
+    def open_second(self) -> OpenSecond | None:
+        """The second still open, as the load last wrote it (``open_path``), when it is
+        newer than every kept sample; else None."""
+        if self.open_path is None:
+            return None
+        try:
+            stamp = self.open_path.stat().st_mtime_ns
+        except OSError:
+            return None
+        if self._open_cache is None or self._open_cache[0] != stamp:
+            # Read only when rewritten: the monitor asks 20 times a second, the load
+            # rewrites it 3 times.
+            self._open_cache = (stamp, OpenSecond.read(self.open_path))
+        opened = self._open_cache[1]
+        with self._lock:
+            newer = self._latest_t is None or (
+                opened is not None and opened.sample.t > self._latest_t
+            )
+        return opened if opened is not None and newer else None
 
     def latest_t(self) -> int | None:
         """Return the newest second seen, or None before the first sample."""

@@ -23,13 +23,16 @@ from pydantic import ValidationError
 from inoculate.load.driver import LocustLoad, SecondMerger, locust_command, locust_environment
 from inoculate.load.spec import DEFAULT_MAX_IN_FLIGHT, LoadSpec
 from inoculate.model.errors import LoadError, LocustFailedError
+from inoculate.model.layout import OPEN_SECOND_FILE
 from inoculate.steady_state.samples import (
     EndpointSecond,
+    OpenSecond,
     SliSample,
     decode_histogram,
     encode_histogram,
     new_histogram,
 )
+from tests import support
 
 SHOP_LOCUSTFILE = Path(__file__).resolve().parents[1] / "experiments" / "shop" / "locustfile.py"
 SHOP_ENDPOINTS = {"GET /products", "GET /products/{id}", "POST /orders", "GET /orders/{id}"}
@@ -433,6 +436,15 @@ def test_the_open_model_keeps_arriving_while_the_service_hangs(
     hang_at = time.time()
     server.control("hang")
     hung_second = int(hang_at) + 1  # the first second wholly hung
+    # While it is still open, the merged open second already shows it: nothing answered,
+    # and requests in flight past the 300 ms threshold now.
+    time.sleep(max(0.0, hung_second + 0.8 - time.time()))
+    opened = OpenSecond.read(tmp_path / "run" / OPEN_SECOND_FILE)
+    assert opened is not None and opened.sample.t == hung_second, opened
+    assert hung_second + 0.2 <= opened.at < hung_second + 1
+    assert total(opened.sample, "completed") == 0 and total(opened.sample, "stalled") == 0
+    open_ages = [decode_histogram(e.overdue) for e in opened.sample.endpoints.values() if e.overdue]
+    assert sum(h.get_total_count() for h in open_ages) >= 20
     recorder.wait_until_second(hung_second + 3, timeout_s=10)
     server.control("ok")
 
@@ -531,8 +543,17 @@ def test_two_processes_write_their_own_files_and_are_merged(
     recorder.wait_for(lambda samples: sum(total(s, "completed") > 0 for s in samples) >= 3, 15)
     processes = locust_tree(load)
     assert len(processes) >= 3  # the master and its two forked workers
+    # Both workers' open seconds merged into one, for the same second.
+    opened = support.wait_for(
+        lambda: OpenSecond.read(run_dir / OPEN_SECOND_FILE), 5, "an open second"
+    )
+    assert abs(opened.sample.t - time.time()) < 2
+    assert len(list((run_dir / "load").glob("sli-*.open.json"))) == 2
     load.stop()
     assert_all_gone(processes)
+    # The load has ended: no second is open any more.
+    assert not (run_dir / OPEN_SECOND_FILE).exists()
+    assert not list((run_dir / "load").glob("*.open.json"))
 
     per_writer = [read_lines(path) for path in sorted((run_dir / "load").glob("sli-*.jsonl"))]
     assert len(per_writer) == 2

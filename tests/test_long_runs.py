@@ -447,6 +447,62 @@ def test_series_read_line_by_line_equal_hdrh_over_every_line_of_a_second(
             np.testing.assert_array_equal(chosen.slow[50.0], full.slow[50.0])
 
 
+def _series_equal(a: SliSeries, b: SliSeries) -> None:
+    np.testing.assert_array_equal(a.t, b.t)
+    assert a.latency_of == b.latency_of and a.endpoints.keys() == b.endpoints.keys()
+    for selection in (*a.endpoints, None):
+        x, y = a.select(selection), b.select(selection)
+        for name in ("started", "completed", "failures", "stalled", "late", "recorded"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+        assert x.percentiles.keys() == y.percentiles.keys() and x.slow.keys() == y.slow.keys()
+        for p in x.percentiles:
+            np.testing.assert_array_equal(x.percentiles[p], y.percentiles[p])
+        for threshold in x.slow:
+            np.testing.assert_array_equal(x.slow[threshold], y.slow[threshold])
+
+
+def test_a_long_file_decoded_in_slices_by_several_processes_equals_the_ordered_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inoculate.reports import series as series_module
+
+    run = write_synthetic_run(
+        tmp_path / "run",
+        duration_s=300,
+        endpoints={"GET /products": Behaviour(rps=80), "POST /orders": Behaviour(rps=20)},
+        slos=[],
+        faults=[SyntheticFault(100, 130, {"GET /products": Behaviour(rps=80, latency_ms=400)})],
+    )
+    path = run / "sli.jsonl"
+    ordered = load_series(path, thresholds_ms=(300.0,), latency_of=["GET /products", None])
+    monkeypatch.setattr(series_module, "PARALLEL_FROM_BYTES", 1)
+    monkeypatch.setattr(series_module.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    started: list[list[str]] = []
+    real_popen = series_module.subprocess.Popen
+
+    def popen(command, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(command)
+        return real_popen(command, **kwargs)
+
+    monkeypatch.setattr(series_module.subprocess, "Popen", popen)
+    sliced = load_series(path, thresholds_ms=(300.0,), latency_of=["GET /products", None])
+    assert len(started) == 2  # three slices: this process decodes the first
+    _series_equal(sliced, ordered)
+
+    # A second written twice, in two slices: only the ordered read merges it (and does).
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*lines, lines[10]]))
+    twice = load_series(path, thresholds_ms=(300.0,))
+    monkeypatch.setattr(series_module, "PARALLEL_FROM_BYTES", 10**12)
+    _series_equal(twice, load_series(path, thresholds_ms=(300.0,)))
+
+    # A bad line in a later slice: the error is the ordered read's, naming the line.
+    monkeypatch.setattr(series_module, "PARALLEL_FROM_BYTES", 1)
+    path.write_text("".join([*lines[:-5], "not json\n", *lines[-5:]]))
+    with pytest.raises(ReportInputError, match=f"line {len(lines) - 4}: not an SLI sample"):
+        load_series(path)
+
+
 # ----------------------------------------------------------------------------- plots
 
 

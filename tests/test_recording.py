@@ -116,6 +116,33 @@ def test_in_flight_ages_past_the_shortest_threshold_are_a_level() -> None:
     assert decode_histogram(by_second[T0 + 2].endpoints[EP].overdue).get_total_count() == 1
 
 
+def test_the_open_second_is_the_second_so_far_and_leaves_it_to_be_written() -> None:
+    rec = recorder(thresholds_ms=(300.0,))
+    quick = [rec.record_start(EP, T0 + 0.01 * i) for i in range(6)]
+    for request in quick[:2]:
+        answer(rec, request, T0 + 0.05, failed=request is quick[1])
+    rec.record_start(OTHER, T0 + 0.6)
+    opened = rec.open_sample(T0 + 0.5)
+    assert opened is not None and opened.t == T0
+    ep = opened.endpoints[EP]
+    assert (ep.started, ep.completed, ep.failures, ep.stalled) == (6, 2, 1, 0)
+    # The four unanswered requests are 450-490 ms old at T0 + 0.5: past 300 ms now.
+    ages = decode_histogram(ep.overdue)
+    assert ages.get_total_count() == 4
+    assert 440_000 <= ages.get_min_value() and ages.get_max_value() <= 495_000
+    # Nothing consumed: the line written once the second ends is what it would have been.
+    rec.flush_before(T0 + 1)
+    written = lines(rec)[T0].endpoints[EP]
+    assert (written.started, written.completed, written.failures) == (6, 2, 1)
+    assert decode_histogram(written.overdue).get_total_count() == 4  # now 0.95-1 s old
+    # A second not yet written (the flush is late) or a closed recorder: no open second.
+    assert rec.open_sample(T0 + 2.5) is None
+    rec.flush_before(T0 + 2)
+    assert rec.open_sample(T0 + 2.5) is not None
+    rec.close(T0 + 2.6)
+    assert rec.open_sample(T0 + 2.7) is None
+
+
 def test_no_threshold_no_overdue() -> None:
     rec = recorder()
     rec.record_start(EP, T0 + 0.1)

@@ -11,11 +11,12 @@ from inoculate.session.summarize import RunFacts, summarize
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
 from inoculate.steady_state.samples import (
     EndpointSecond,
+    OpenSecond,
     SliSample,
     encode_histogram,
     new_histogram,
 )
-from inoculate.steady_state.slo import AvailabilitySlo, LatencySlo, evaluate_all
+from inoculate.steady_state.slo import AvailabilitySlo, LatencySlo, ThroughputSlo, evaluate_all
 from inoculate.steady_state.store import SliStore
 
 SLO = AvailabilitySlo(name="browse", endpoint="GET /p", objective=99.0, window_s=3)
@@ -172,6 +173,69 @@ def test_the_monitor_judges_silence_as_zero_traffic(tmp_path: Path) -> None:
     silent = monitor.poll()
     assert [e.t for e in silent] == [T0 + 4, T0 + 5, T0 + 6]
     assert not silent[-1].verdicts[0].met
+
+
+FLOOR = ThroughputSlo(name="floor", endpoint="GET /p", min_rps=90, window_s=1)
+
+
+def _open_second_monitor(tmp_path: Path, now: list[float]) -> tuple[SliStore, SloMonitor]:
+    store = SliStore(tmp_path / "sli.jsonl")
+    for i in range(4):
+        store.append(_second(T0 + i, 100, 0))
+    reader = SliStore(tmp_path / "sli.jsonl", open_path=tmp_path / "open-second.json")
+    return store, SloMonitor([SLO, FLOOR], reader, clock=lambda: now[0])
+
+
+def test_a_breach_seen_in_the_open_second_is_when_it_was_seen_once_the_second_confirms_it(
+    tmp_path: Path,
+) -> None:
+    now = [T0 + 4.3]
+    store, monitor = _open_second_monitor(tmp_path, now)
+    # 0.3 s into second T0 + 4: half its answers so far failed; the throughput so far is
+    # low, as it always is in an open second.
+    OpenSecond(T0 + 4.25, _second(T0 + 4, 20, 20)).write(tmp_path / "open-second.json")
+    assert [e.t for e in monitor.poll()] == [T0 + 3]
+    now[0] = T0 + 5.1
+    store.append(_second(T0 + 4, 50, 50))  # the whole second: breached (availability, floor)
+    [evaluation] = monitor.poll()
+    assert {v.name for v in evaluation.breached} == {"browse", "floor"}
+    assert evaluation.sighted == {"browse": T0 + 4.3}  # never a throughput sighting
+    assert evaluation.breach_seen_at("floor") == evaluation.seen_at == T0 + 5.1
+    assert evaluation.first_seen_at == T0 + 4.3
+
+    facts = _facts(
+        [_second(T0 + i, 100, 0) for i in range(4)], (T0, T0 + 10), _fault(T0 + 4.1, None)
+    )
+    facts = RunFacts(
+        **{**facts.__dict__, "evaluations": [*monitor.evaluations()], "slos": [SLO, FLOOR]}
+    )
+    summary = _summary(facts)
+    [fault] = summary["faults"]
+    assert fault["time_to_detect_s"] == 0.2  # seen at T0 + 4.3, injected at T0 + 4.1
+    browse = next(s for s in summary["slos"] if s["name"] == "browse")
+    assert browse["first_breach"]["seen_at"] == T0 + 4.3
+
+
+def test_a_sighting_the_whole_second_does_not_confirm_is_forgotten(tmp_path: Path) -> None:
+    now = [T0 + 4.3]
+    store, monitor = _open_second_monitor(tmp_path, now)
+    OpenSecond(T0 + 4.25, _second(T0 + 4, 20, 20)).write(tmp_path / "open-second.json")
+    monitor.poll()
+    now[0] = T0 + 5.1
+    store.append(_second(T0 + 4, 4000, 20))  # the rest of the second answered: 99.5 %
+    [evaluation] = monitor.poll()
+    assert not evaluation.breached and evaluation.sighted == {}
+
+
+def test_an_open_second_the_load_stopped_rewriting_is_not_looked_into(tmp_path: Path) -> None:
+    now = [T0 + 5.3]  # written at T0 + 4.25 and never again: the load is stuck
+    store, monitor = _open_second_monitor(tmp_path, now)
+    OpenSecond(T0 + 4.25, _second(T0 + 4, 20, 20)).write(tmp_path / "open-second.json")
+    assert [e.t for e in monitor.poll()] == [T0 + 3]
+    now[0] = T0 + 5.4
+    store.append(_second(T0 + 4, 50, 50))
+    [evaluation] = monitor.poll()
+    assert evaluation.breached and evaluation.sighted == {}
 
 
 def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ gevent-monkey-patch the runner). Locust runs as ``python -m locust`` with our pl
 writes one
 ``SliSample`` line per second to ``<run_dir>/load/sli-<pid>.jsonl``. A collector thread here
 tails those files, merges each second across processes and appends it to
-``<run_dir>/sli.jsonl``, usually about 0.1 s after the second ended.
+``<run_dir>/sli.jsonl``, usually about 0.1 s after the second ended. Four times a second
+each process also replaces ``sli-<pid>.open.json`` with the second still open; the collector
+merges those into ``<run_dir>/load/open-second.json`` for the SLO monitor's early sight of a
+breach, and removes them when the load ends.
 
 Exceptions::
 
@@ -46,11 +49,11 @@ from inoculate.load.lifetime import (
     REQUEST_TIMEOUT_ENV,
     SLI_DIR_ENV,
 )
-from inoculate.load.recording import format_thresholds
+from inoculate.load.recording import OPEN_SECOND_SUFFIX, format_thresholds
 from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import LoadError, LocustFailedError
-from inoculate.model.layout import LOAD_DIR, LOCUST_LOG_FILE, SAMPLES_FILE
-from inoculate.steady_state.samples import SliSample, merge_samples
+from inoculate.model.layout import LOAD_DIR, LOCUST_LOG_FILE, OPEN_SECOND_FILE, SAMPLES_FILE
+from inoculate.steady_state.samples import OpenSecond, SliSample, merge_samples
 
 __all__ = [
     "COLLECT_GRACE_S",
@@ -224,7 +227,8 @@ class _FileTail:
 
 
 class _Collector:
-    """Tails the writers' files, merges each second and appends it to ``sli.jsonl``."""
+    """Tails the writers' files, merges each second and appends it to ``sli.jsonl``; merges
+    the writers' open seconds into ``open_file`` while they run."""
 
     def __init__(
         self,
@@ -233,9 +237,12 @@ class _Collector:
         merger: SecondMerger,
         writers_done: Callable[[], bool],
         on_sample: Callable[[SliSample], None] | None,
+        open_file: Path | None = None,
     ) -> None:
         self._writers_dir = writers_dir
         self._sli_file = sli_file
+        self._open_file = open_file
+        self._open_stamps: dict[Path, int] = {}
         self._merger = merger
         self._writers_done = writers_done
         self._on_sample = on_sample
@@ -264,13 +271,42 @@ class _Collector:
                         self._emit(out, sample)
                     if done:
                         return
+                    self._merge_open_seconds()
                     time.sleep(_POLL_S)
         except Exception:
             logger.exception("the SLI collector failed; no more samples will be written")
         finally:
             for tail in self._tails.values():
                 tail.close()
+            self._forget_open_seconds()
             self.finished.set()
+
+    def _merge_open_seconds(self) -> None:
+        """When every writer has rewritten its open second, and all hold the same second,
+        write their merge to ``open_file``."""
+        if self._open_file is None:
+            return
+        stamps = {}
+        for path in self._writers_dir.glob(f"sli-*{OPEN_SECOND_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                stamps[path] = path.stat().st_mtime_ns
+        if stamps == self._open_stamps:
+            return
+        self._open_stamps = stamps
+        opens = [o for o in map(OpenSecond.read, stamps) if o is not None]
+        if not opens or len(opens) < self._merger.expected_writers:
+            return
+        if len({o.sample.t for o in opens}) != 1:
+            return  # a writer has not reached this second yet: no merge would be whole
+        [sample] = merge_samples(o.sample for o in opens)
+        OpenSecond(min(o.at for o in opens), sample).write(self._open_file)
+
+    def _forget_open_seconds(self) -> None:
+        # The load has ended: no second is open any more.
+        if self._open_file is None:
+            return
+        for path in [self._open_file, *self._writers_dir.glob(f"sli-*{OPEN_SECOND_SUFFIX}")]:
+            path.unlink(missing_ok=True)
 
     def _read_writers(self) -> None:
         for path in sorted(self._writers_dir.glob("sli-*.jsonl")):
@@ -340,6 +376,7 @@ class LocustLoad:
             SecondMerger(expected_writers=spec.processes),
             self._has_exited,
             on_sample,
+            open_file=run_dir / OPEN_SECOND_FILE,
         )
         self._collector.start()
         # Safety net for a runner that dies of an exception without calling stop(): Locust

@@ -26,7 +26,9 @@ not the ``--processes`` master, which runs none):
   60 s;
 - every second appends one ``SliSample`` JSON line for the second that just ended to
   ``$INOCULATE_SLI_DIR/sli-<pid>.jsonl`` (also when nothing happened, so a blackhole shows
-  as zeros), and on quit flushes the last, partial second.
+  as zeros), and on quit flushes the last, partial second;
+- at each quarter of a second in between, replaces ``sli-<pid>.open.json`` with the second
+  still open as it stands (``OpenSecond``), so that a breach can be seen before it ends.
 
 Registering an ``init`` listener when imported is how every Locust plugin hooks in; it is
 this module's only import-time effect. Everything else happens in that listener.
@@ -76,16 +78,19 @@ from inoculate.load.lifetime import (
 )
 from inoculate.load.recording import (
     DROPPED_ARRIVAL_EVENT,
+    OPEN_SECOND_SUFFIX,
     InFlightRequest,
     SecondRecorder,
     parse_thresholds,
 )
+from inoculate.steady_state.samples import OpenSecond
 
 __all__ = ["DEFAULT_REQUEST_TIMEOUT_S", "endpoint_key"]
 
 DEFAULT_REQUEST_TIMEOUT_S = 2.0
 # Wake a few milliseconds after the second boundary so that the second is really over.
 _FLUSH_DELAY_S = 0.005
+_TICKS_PER_S = 4  # the open second is rewritten at .25, .5 and .75
 _WRAPPED_MARK = "_inoculate_wrapped"
 
 logger = logging.getLogger(__name__)
@@ -263,11 +268,19 @@ def _on_request(
     )
 
 
-def _flush_every_second(recorder: SecondRecorder) -> None:
+def _flush_every_second(recorder: SecondRecorder, open_file: Path) -> None:
+    """Write each second just after it ends; in between, every quarter of a second, replace
+    ``open_file`` with the open second as it stands (an early sight of a breach)."""
     while True:
         now = time.time()
-        gevent.sleep(math.floor(now) + 1 - now + _FLUSH_DELAY_S)
-        recorder.flush_before(int(time.time()))
+        tick = (math.floor(now * _TICKS_PER_S) + 1) / _TICKS_PER_S
+        gevent.sleep(tick - now + _FLUSH_DELAY_S)
+        now = time.time()
+        recorder.flush_before(int(now))
+        if now - int(now) > 2 * _FLUSH_DELAY_S:
+            sample = recorder.open_sample(now)
+            if sample is not None:
+                OpenSecond(now, sample).write(open_file)
 
 
 def _start_recording(environment: Environment, sli_dir: Path, timeout_s: float) -> None:
@@ -289,7 +302,9 @@ def _start_recording(environment: Environment, sli_dir: Path, timeout_s: float) 
     setattr(environment.events, DROPPED_ARRIVAL_EVENT, dropped)
     # Started at init rather than test_start so that the stream has no gap while a worker
     # waits for its master, and so that every process reports from its first second.
-    flusher = gevent.spawn(_flush_every_second, recorder)
+    flusher = gevent.spawn(
+        _flush_every_second, recorder, sli_dir / f"sli-{os.getpid()}{OPEN_SECOND_SUFFIX}"
+    )
     flusher.link_exception(lambda g: logger.error("SLI flusher died: %r", g.exception))
 
     def on_quit(**_: Any) -> None:

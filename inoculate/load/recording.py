@@ -14,6 +14,9 @@ decides, for each second it writes:
   closed model's coordinated-omission correction when it applies);
 - how many open-model arrivals were dropped at the in-flight bound.
 
+While a second is open, :meth:`SecondRecorder.open_sample` gives it as it stands (counts so
+far, ages in flight at that moment), so that a breach can be seen before the second ends.
+
 Seconds are Unix seconds. A second is written once, after it has ended; an event that
 arrives for an already written second (it ended a hair before the boundary but was reported
 after the flush) is counted in the oldest second still open, so no request is ever lost or
@@ -41,6 +44,7 @@ from inoculate.steady_state.samples import (
 
 __all__ = [
     "DROPPED_ARRIVAL_EVENT",
+    "OPEN_SECOND_SUFFIX",
     "InFlightRequest",
     "SecondRecorder",
     "format_thresholds",
@@ -50,6 +54,8 @@ __all__ = [
 # The Locust event the open model fires for each arrival it drops at the in-flight bound
 # (an attribute of ``environment.events`` that the plugin adds; keyword argument ``at``).
 DROPPED_ARRIVAL_EVENT = "inoculate_arrival_dropped"
+# Each load process's open second: ``sli-<pid>`` + this, beside its ``sli-<pid>.jsonl``.
+OPEN_SECOND_SUFFIX = ".open.json"
 
 
 @dataclass(eq=False)
@@ -198,10 +204,27 @@ class SecondRecorder:
         self._closed = True
         self.out.close()
 
+    def open_sample(self, now: float) -> SliSample | None:
+        """The second still open at Unix time ``now`` as it stands: its counts so far and
+        the ages at ``now`` of the requests in flight past the shortest threshold. Nothing
+        is judged stalled (that needs the whole second) and nothing is consumed: the second
+        is written as usual once it ends. None once closed, or while an earlier second
+        still waits to be written."""
+        t = int(now)
+        if self._closed or t != self.next_second:
+            return None
+        return self._build(
+            t, self._seconds.get(t, {}), self._overdue_at(now), self._dropped.get(t, 0)
+        )
+
     def _sample(self, t: int) -> SliSample:
         slots = self._seconds.pop(t, {})
         self._mark_stalled(t, slots)
-        overdue = self._overdue_at(t + 1)
+        return self._build(t, slots, self._overdue_at(t + 1), self._dropped.pop(t, 0))
+
+    def _build(
+        self, t: int, slots: dict[str, _EndpointCounts], overdue: dict[str, str], dropped: int
+    ) -> SliSample:
         endpoints = {}
         for key in self._known_endpoints:
             counts = slots.get(key)
@@ -210,7 +233,7 @@ class SecondRecorder:
                 endpoints[key] = counts.to_endpoint_second(ages)
             else:
                 endpoints[key] = EndpointSecond(overdue=ages)
-        return SliSample(t=t, endpoints=endpoints, dropped_arrivals=self._dropped.pop(t, 0))
+        return SliSample(t=t, endpoints=endpoints, dropped_arrivals=dropped)
 
     def _mark_stalled(self, t: int, slots: dict[str, _EndpointCounts]) -> None:
         stalling = {

@@ -8,7 +8,8 @@ A run directory (``runs/<UTC time>-<title slug>/``) holds::
     summary.json     the typed run summary (inoculate.model.summary), written at the end
     sli.jsonl        one SLI sample per second (inoculate.steady_state.samples)
     faults.jsonl     the run's inject/revert timeline (survives ledger compaction)
-    locust.log       Locust's log;  load/  per-process SLI files of the load
+    locust.log       Locust's log;  load/  per-process SLI files of the load, and
+                     load/open-second.json, the second still open (while the load runs)
     system/          the embedded system's state directory
     report.html, report.md, report.junit.xml, report.json   the reports
 
@@ -34,6 +35,7 @@ __all__ = [
     "LEDGER_ENV_VAR",
     "LOAD_DIR",
     "LOCUST_LOG_FILE",
+    "OPEN_SECOND_FILE",
     "REPORT_FILES",
     "RUNBOOK_FEEDBACK_ENV_VAR",
     "RUNS_DIR_ENV_VAR",
@@ -57,6 +59,7 @@ SAMPLES_FILE = "sli.jsonl"
 FAULTS_FILE = "faults.jsonl"
 LOCUST_LOG_FILE = "locust.log"
 LOAD_DIR = "load"
+OPEN_SECOND_FILE = f"{LOAD_DIR}/open-second.json"
 SYSTEM_DIR = "system"
 REPORT_FILES = {
     "html": "report.html",

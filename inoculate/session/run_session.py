@@ -52,6 +52,7 @@ from inoculate.model.layout import (
     AFTER_STATE_CONFIG_KEY,
     JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
+    OPEN_SECOND_FILE,
     RUN_DIR_CONFIG_KEY,
     RUN_ID_CONFIG_KEY,
     RUNS_DIR_ENV_VAR,
@@ -336,9 +337,8 @@ class RunSession(RunEventHandler):
             "load running (%s); warming up %.0fs", _load_words(load_spec), load_spec.warmup_s
         )
         if spec.slos:
-            self.monitor = SloMonitor(
-                spec.slos, SliStore(self.run_dir / SAMPLES_FILE), on_evaluation=self._on_evaluation
-            )
+            store = SliStore(self.run_dir / SAMPLES_FILE, open_path=self.run_dir / OPEN_SECOND_FILE)
+            self.monitor = SloMonitor(spec.slos, store, on_evaluation=self._on_evaluation)
             self.monitor.start()
         self._warm_up(spec, load_spec.warmup_s)
 

@@ -29,7 +29,7 @@ from inoculate.model.summary import RunSummary, SloSummary, value_text
 from inoculate.model.verdict import VerdictFacts, judge
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import SliSample
-from inoculate.steady_state.slo import Slo, second_value
+from inoculate.steady_state.slo import Slo, SloVerdict, second_value
 
 __all__ = ["STABLE_SECONDS", "RunFacts", "summarize"]
 
@@ -67,7 +67,14 @@ class RunFacts:
 
 def summarize(facts: RunFacts) -> RunSummary:
     """Return the run's summary: status, reasons, per-SLO verdicts and fault windows."""
-    slo_reports = [SloSummary.model_validate(_slo_report(slo, facts)) for slo in facts.slos]
+    verdicts_of: dict[str, list[tuple[Evaluation, SloVerdict]]] = {}
+    for evaluation in facts.evaluations:  # one pass, however many SLOs
+        for verdict in evaluation.verdicts:
+            verdicts_of.setdefault(verdict.name, []).append((evaluation, verdict))
+    slo_reports = [
+        SloSummary.model_validate(_slo_report(slo, facts, verdicts_of.get(slo.name, [])))
+        for slo in facts.slos
+    ]
     breaches = _Breaches(facts.evaluations)
     recovery = _Recovery(facts.samples)
     faults = [
@@ -120,8 +127,9 @@ def _in_method(t: int, method: tuple[float, float] | None) -> bool:
     return method is not None and t + 1 > method[0] and t < method[1]
 
 
-def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
-    verdicts = [(e, v) for e in facts.evaluations for v in e.verdicts if v.name == slo.name]
+def _slo_report(
+    slo: Slo, facts: RunFacts, verdicts: Sequence[tuple[Evaluation, SloVerdict]]
+) -> dict[str, Any]:
     breaches = [(e, v) for e, v in verdicts if not v.met]
     in_method = [(e, v) for e, v in breaches if _in_method(e.t, facts.method_window)]
     method_values = [v.value for e, v in verdicts if _in_method(e.t, facts.method_window)]
@@ -150,8 +158,8 @@ def _slo_report(slo: Slo, facts: RunFacts) -> dict[str, Any]:
         start = facts.method_window[0] if facts.method_window else evaluation.t
         report["first_breach"] = {
             "t": evaluation.t,
-            "seen_at": round(evaluation.seen_at, 3),
-            "after_method_start_s": round(evaluation.seen_at - start, 1),
+            "seen_at": round(evaluation.breach_seen_at(slo.name), 3),
+            "after_method_start_s": round(evaluation.breach_seen_at(slo.name) - start, 1),
             "value": verdict.value,
             "value_text": _value_text(verdict.value, verdict.unit, verdict.reason),
             "objective": verdict.objective,
@@ -274,7 +282,7 @@ def _fault_report(
     if detection is None:
         return report
     names = {v.name for v in detection.breached}
-    report["time_to_detect_s"] = round(max(0.0, detection.seen_at - injected), 3)
+    report["time_to_detect_s"] = round(max(0.0, detection.first_seen_at - injected), 3)
     report["detected_by"] = sorted(names)
     back = recovery.recovered_at([s for s in facts.slos if s.name in names], detection.t)
     # Back means back on every SLO the fault breached, not only the first to see it (a
