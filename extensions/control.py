@@ -13,6 +13,7 @@ forgets.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from chaoslib.exceptions import InterruptExecution
@@ -31,6 +32,8 @@ __all__ = [
 # state, so the session of each running experiment is found by the experiment's identity.
 # An entry lives from configure_control to after_experiment_control of that one run.
 _sessions: dict[int, RunSession] = {}
+
+logger = logging.getLogger("inoculate")
 
 
 def configure_control(
@@ -64,4 +67,10 @@ def after_experiment_control(context: Experiment, state: Journal = None, **kwarg
     """After the rollbacks: stop everything and record the verdict in the journal."""
     session = _sessions.pop(id(context), None)
     if session is not None:
-        session.tear_down(state)
+        try:
+            session.tear_down(state)
+        except Exception:
+            # chaoslib logs a control's exception at debug level only: say it, or the run
+            # would end "aborted" with no word of why.
+            logger.exception("inoculate could not finish the run")
+            raise

@@ -126,6 +126,7 @@ def _slo(view: Any) -> dict[str, Any]:
         "worst": outcome.worst,
         "first_breach": first,
         "load_model": outcome.load_model,
+        "source": outcome.source,
     }
 
 

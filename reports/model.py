@@ -31,12 +31,19 @@ from inoculate.reports.series import (
     load_series,
 )
 from inoculate.reports.trend import TrendPoint
+from inoculate.steady_state.server_side import server_side_name
 
 __all__ = ["RunReport", "SloView", "TrendPoint", "build_run_report", "slo_in_words"]
 
 _MEASURED_BY = {
     "open": ", measured under the open load model (arrivals at a fixed rate)",
     "closed": ", measured under the closed load model (users that wait for their answers)",
+}
+_READ_FROM_PROMETHEUS = {
+    "availability": ", read from Prometheus (server side)",
+    "latency": ", read from Prometheus (server side) as the share of requests at or under "
+    "the threshold, which must reach the percentile",
+    "throughput": ", read from Prometheus (server side)",
 }
 
 
@@ -52,6 +59,8 @@ class SloView:
     @property
     def words(self) -> str:
         """The SLO in plain words, with the load model that measured it."""
+        if reads_prometheus(self.spec):
+            return slo_in_words(self.spec) + _READ_FROM_PROMETHEUS.get(self.spec.get("sli"), "")
         measured = _MEASURED_BY.get(self.outcome.load_model or "", "")
         return slo_in_words(self.spec) + measured
 
@@ -215,7 +224,9 @@ def _slo_outcomes(
     outcomes = []
     for report in reports:
         spec = specs.get(report.name, {})
-        outcomes.append(_slo_outcome(report, spec, seconds, from_faults, series, faults))
+        # The load's series say nothing of what Prometheus read: no budget from them.
+        seen_by_load = None if report.source == "prometheus" else series
+        outcomes.append(_slo_outcome(report, spec, seconds, from_faults, seen_by_load, faults))
     return tuple(outcomes), ""
 
 
@@ -289,6 +300,7 @@ def _slo_outcome(
         target=target_words(fault.target) if fault else None,
         after_fault_s=after_fault,
         load_model=report.load_model,
+        source=report.source,
     )
 
 
@@ -399,7 +411,15 @@ def _slo_specs(run: RunData) -> dict[str, Mapping[str, Any]]:
     for spec in declared:
         if isinstance(spec, Mapping) and spec.get("name"):
             specs[str(spec["name"])] = spec
+            if spec.get("prometheus"):
+                server = server_side_name(str(spec["name"]))
+                specs[server] = {**spec, "name": server, "endpoint": None, "source": "prometheus"}
     return specs
+
+
+def reads_prometheus(spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` is an SLO's Prometheus side (no load series, plot or budget)."""
+    return spec.get("source") == "prometheus"
 
 
 def slo_in_words(spec: Mapping[str, Any]) -> str:

@@ -34,6 +34,7 @@ class SloOutcome:
     target: str | None = None
     after_fault_s: float | None = None
     load_model: str | None = None  # "open" or "closed": the load that measured the SLO
+    source: str = "load"  # or "prometheus": read from Prometheus (server side)
 
     @property
     def breached(self) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from inoculate.reports.model import RunReport, TrendPoint
+from inoculate.reports.model import RunReport, TrendPoint, reads_prometheus
 from inoculate.reports.series import ALL_ENDPOINTS, EndpointSeries, SliSeries
 
 __all__ = ["MAX_POINTS", "Envelope", "Plot", "envelope", "run_plots", "trend_plot"]
@@ -90,7 +90,8 @@ def run_plots(report: RunReport) -> list[Plot]:
         return []
     origin = report.method_window[0] if report.method_window else float(series.t[0])
     x = series.t.astype(float) - origin
-    specs = [dict(v.spec) for v in report.slos]
+    # The plots draw the load's series: the Prometheus sides' thresholds are not theirs.
+    specs = [dict(v.spec) for v in report.slos if not reads_prometheus(v.spec)]
     step = _step_seconds(x.size)
     plots = [
         _plot(

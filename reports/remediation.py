@@ -78,7 +78,9 @@ def _fault_verb(kind: str | None) -> str:
 
 def slo_finding(slo: SloOutcome) -> Finding:
     """Points lost on one SLO: how far it went, when, and the likely fix."""
-    where = slo.endpoint or "all endpoints"
+    where = (
+        "read from Prometheus" if slo.source == "prometheus" else slo.endpoint or "all endpoints"
+    )
     target = slo.target or where
     symptom = _SYMPTOM.get(slo.sli, "out of objective")
     if slo.after_fault_s is not None:

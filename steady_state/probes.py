@@ -19,6 +19,7 @@ Use them in a steady-state hypothesis with a JSON-path tolerance on ``met``::
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +29,42 @@ from pydantic import ValidationError
 
 from inoculate.model.errors import RunDirectoryError, UnknownSloError
 from inoculate.model.layout import RUN_DIR_CONFIG_KEY, SAMPLES_FILE, SPEC_FILE
-from inoculate.steady_state.slo import Slo, SloSet, evaluate_all, evaluate_slo, parse_slos
+from inoculate.steady_state.prometheus import PrometheusClient, evaluate
+from inoculate.steady_state.prometheus_spec import PrometheusSource
+from inoculate.steady_state.server_side import ServerSideSlo, reading_verdict, server_side_slos
+from inoculate.steady_state.slo import (
+    Slo,
+    SloSet,
+    SloVerdict,
+    evaluate_all,
+    evaluate_slo,
+    parse_slos,
+)
 from inoculate.steady_state.store import SliStore, last_judged_second
 
 __all__ = ["http_healthy", "slo_met", "slos_met"]
 
 
 def slos_met(slos: list[str] | None = None, configuration: Configuration = None) -> dict:
-    """Evaluate the run's SLOs at the latest complete second of load.
+    """Evaluate the run's SLOs at the latest complete second of load, and their Prometheus
+    sides (``NAME.prometheus``) now.
 
-    slos: names of the SLOs to evaluate (default: every SLO of the run).
+    slos: names of the SLOs to evaluate (default: every SLO of the run, both sides).
     Returns {"met": true only if every SLO is met, "at": the window's last second,
     "latest_sample": the newest second of data, "slos": [one verdict per SLO]}. Each verdict
     gives the SLI value, the objective, the window, the request count, the burn rate and,
     when not met, the reason. Use with tolerance {type: jsonpath, path: "$.met", expect: true}.
     """
     run_dir = _run_dir(configuration)
-    chosen = _select(_load_slos(run_dir), slos)
-    store = _load_store(run_dir)
-    latest = store.latest_t()
-    end_t = last_judged_second(latest, time.time())
-    verdicts = evaluate_all(chosen, store.samples(), end_t)
+    spec = _load_spec(run_dir)
+    load_side, server_side = _select(spec, slos)
+    verdicts, end_t, latest = [], None, None
+    if load_side:
+        store = _load_store(run_dir)
+        latest = store.latest_t()
+        end_t = last_judged_second(latest, time.time())
+        verdicts = evaluate_all(load_side, store.samples(), end_t)
+    verdicts += _read_server_side(spec, server_side)
     return {
         "met": all(verdict.met for verdict in verdicts),
         "at": end_t,
@@ -58,17 +74,21 @@ def slos_met(slos: list[str] | None = None, configuration: Configuration = None)
 
 
 def slo_met(slo: str, configuration: Configuration = None) -> dict:
-    """Evaluate one SLO of the run at the latest complete second of load.
+    """Evaluate one SLO of the run at the latest complete second of load (or, for a
+    ``NAME.prometheus`` side, from Prometheus now).
 
     slo: the SLO's name. Returns its verdict: {"met", "value", "objective", "window_start",
     "window_end", "requests", "burn_rate", "reason", ...}.
     Use with tolerance {type: jsonpath, path: "$.met", expect: true}.
     """
     run_dir = _run_dir(configuration)
-    (chosen,) = _select(_load_slos(run_dir), [slo])
+    spec = _load_spec(run_dir)
+    load_side, server_side = _select(spec, [slo])
+    if server_side:
+        return _read_server_side(spec, server_side)[0].to_json()
     store = _load_store(run_dir)
     end_t = last_judged_second(store.latest_t(), time.time())
-    return evaluate_slo(chosen, store.samples(), end_t).to_json()
+    return evaluate_slo(load_side[0], store.samples(), end_t).to_json()
 
 
 def http_healthy(url: str, expect_status: int = 200, timeout_s: float = 2.0) -> dict:
@@ -114,7 +134,16 @@ def _run_dir(configuration: Configuration | None) -> Path:
     return run_dir
 
 
-def _load_slos(run_dir: Path) -> SloSet:
+@dataclass(frozen=True)
+class _RunSlos:
+    """The run's SLOs as ``inoculate.json`` declares them, and where Prometheus is."""
+
+    slos: SloSet
+    has_load: bool
+    prometheus: PrometheusSource | None
+
+
+def _load_spec(run_dir: Path) -> _RunSlos:
     spec_path = run_dir / SPEC_FILE
     try:
         document: Any = json.loads(spec_path.read_text(encoding="utf-8"))
@@ -125,10 +154,15 @@ def _load_slos(run_dir: Path) -> SloSet:
     if not isinstance(document, dict) or "slos" not in document:
         raise RunDirectoryError(f'{spec_path} must be a JSON object with a "slos" list')
     try:
-        return parse_slos(document["slos"])
+        slos = parse_slos(document["slos"])
+        source = document.get("prometheus")
+        prometheus = None if source is None else PrometheusSource.model_validate(source)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise RunDirectoryError(f"{spec_path} has invalid SLO specs: {problems}") from exc
+    # A spec written by hand for a plain `chaos run` may leave `load` out: load it is then.
+    has_load = document.get("load", True) is not None
+    return _RunSlos(slos, has_load, prometheus)
 
 
 def _describe(error: Any) -> str:
@@ -137,23 +171,41 @@ def _describe(error: Any) -> str:
     return f"{where}: {error['msg']}"
 
 
-def _select(slo_set: SloSet, names: list[str] | str | None) -> list[Slo]:
-    by_name = slo_set.by_name()
+def _select(spec: _RunSlos, names: list[str] | str | None) -> tuple[list[Slo], list[ServerSideSlo]]:
+    load_side = {slo.name: slo for slo in spec.slos} if spec.has_load else {}
+    server_side = {side.name: side for side in server_side_slos(spec.slos)}
     if names is None:
-        chosen = list(by_name.values())
+        chosen = [*load_side.values(), *server_side.values()]
     else:
         # A single name where a list was meant must not be read letter by letter.
         wanted = [names] if isinstance(names, str) else list(names)
-        unknown = [name for name in wanted if name not in by_name]
+        unknown = [n for n in wanted if n not in load_side and n not in server_side]
         if unknown:
-            known = ", ".join(by_name) or "none"
+            known = ", ".join([*load_side, *server_side]) or "none"
             raise UnknownSloError(
                 f"unknown SLO {', '.join(map(repr, unknown))}; the run defines: {known}"
             )
-        chosen = [by_name[name] for name in wanted]
+        chosen = [load_side.get(n) or server_side[n] for n in wanted]
     if not chosen:
         raise UnknownSloError("no SLO to evaluate: the run defines none and none was named")
-    return chosen
+    return (
+        [c for c in chosen if not isinstance(c, ServerSideSlo)],
+        [c for c in chosen if isinstance(c, ServerSideSlo)],
+    )
+
+
+def _read_server_side(spec: _RunSlos, sides: list[ServerSideSlo]) -> list[SloVerdict]:
+    """Each side read from Prometheus now, over its window (missing data: not met)."""
+    if not sides:
+        return []
+    if spec.prometheus is None:
+        raise RunDirectoryError("the run's SLOs name Prometheus SLIs but no `prometheus` server")
+    with PrometheusClient(spec.prometheus) as client:
+        now = time.time()
+        return [
+            reading_verdict(evaluate(client, side.slo, side.prometheus, now), side)
+            for side in sides
+        ]
 
 
 def _load_store(run_dir: Path) -> SliStore:

@@ -67,6 +67,7 @@ from typing import Annotated, ClassVar, Literal
 from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
+from inoculate.steady_state.prometheus_spec import AvailabilitySli, LatencySli, ThroughputSli
 from inoculate.steady_state.samples import (
     HIST_HIGHEST_US,
     EndpointSecond,
@@ -142,6 +143,11 @@ class AvailabilitySlo(_SloBase):
         allow_inf_nan=False,
         description="Minimum percentage of good requests, strictly between 0 and 100, e.g. 99.5.",
     )
+    prometheus: AvailabilitySli | None = Field(
+        default=None,
+        description="Also measure this SLO from Prometheus (server side), beside or instead "
+        'of the load: the selectors of its SLI (README, "SLIs from Prometheus").',
+    )
 
     @property
     def target(self) -> float:
@@ -170,6 +176,11 @@ class LatencySlo(_SloBase):
         description="Highest acceptable latency at that percentile, in milliseconds "
         f"(> 0 and <= {_MAX_THRESHOLD_MS:g}, the histograms' range).",
     )
+    prometheus: LatencySli | None = Field(
+        default=None,
+        description="Also measure this SLO from Prometheus (server side), beside or instead "
+        'of the load: the selectors of its SLI (README, "SLIs from Prometheus").',
+    )
 
     @property
     def target(self) -> float:
@@ -196,6 +207,11 @@ class ThroughputSlo(_SloBase):
         default="successful",
         description="Which completed requests count: 'successful' ones (the default: a "
         "service that fails fast is not up) or 'all' of them, failures included.",
+    )
+    prometheus: ThroughputSli | None = Field(
+        default=None,
+        description="Also measure this SLO from Prometheus (server side), beside or instead "
+        'of the load: the selectors of its SLI (README, "SLIs from Prometheus").',
     )
 
     @property

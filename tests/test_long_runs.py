@@ -177,7 +177,7 @@ def reference_faults(facts: RunFacts) -> list[dict]:  # type: ignore[type-arg]
                 # Not measured (None) when the run ended before enough seconds after the
                 # fault's end were sampled to tell; else never back (False).
                 end = reverted if reverted is not None else injected
-                last = facts.samples[-1].t if facts.samples else None
+                last = max((s.t for s in facts.samples), default=None)
                 unmeasured = last is None or last < end + STABLE_SECONDS
                 report["recovered"] = None if unmeasured else False
             if back is not None:

@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -51,6 +49,13 @@ from inoculate.steady_state.prometheus import (
     throughput_measure,
 )
 from inoculate.steady_state.slo import AvailabilitySlo, LatencySlo, ThroughputSlo, parse_slos
+from tests.prometheus_support import (
+    PrometheusServer,
+    free_port,
+    host_port,
+    require_prometheus,
+    start_prometheus,
+)
 from tests.support import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -169,22 +174,43 @@ def test_the_source_and_the_kinds_are_checked() -> None:
                  ThroughputSli(counter="c"), 0.0)  # fmt: skip
 
 
-def test_an_experiment_slo_cannot_name_prometheus_yet() -> None:
-    # The foundation only: inoculate run's SLOs refuse the key until it is wired in.
+def test_an_experiment_slo_takes_the_prometheus_sli_of_its_own_kind() -> None:
     slo = {"name": "a", "sli": "availability", "objective": 99,
-           "prometheus": {"sli": "availability", "bad": "b", "total": "t"}}  # fmt: skip
-    with pytest.raises(ValidationError, match="prometheus"):
-        parse_slos([slo])
-    with pytest.raises(ValidationError, match=r"slos\.0\.availability\.prometheus"):
+           "prometheus": {"bad": "b", "total": "t"}}  # fmt: skip
+    [parsed] = parse_slos([slo])
+    assert parsed.prometheus == AvailabilitySli(bad="b", total="t")
+    wrong = {**slo, "prometheus": {"sli": "latency", "histogram": "h"}}
+    with pytest.raises(ValidationError, match=r"availability\.prometheus\.sli"):
+        parse_slos([wrong])
+    with pytest.raises(
+        ValidationError, match=re.escape("add `prometheus: {url: http://HOST:PORT}`")
+    ):
         InoculateSpec.model_validate({"slos": [slo]})
+    spec = InoculateSpec.model_validate(
+        {"slos": [slo], "prometheus": {"url": "http://127.0.0.1:9"}}
+    )
+    assert spec.load is None  # measured from Prometheus alone
+    clash = {
+        "name": "a.prometheus",
+        "sli": "availability",
+        "objective": 99,
+        "prometheus": slo["prometheus"],
+    }
+    with pytest.raises(ValidationError, match="taken by the Prometheus side of 'a'"):
+        InoculateSpec.model_validate(
+            {"slos": [slo, clash], "prometheus": {"url": "http://127.0.0.1:9"}}
+        )
 
 
-def test_the_readme_example_is_a_valid_slo_and_valid_prometheus_slis() -> None:
+def test_the_readme_examples_are_a_valid_block_and_valid_prometheus_slis() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("## SLIs from Prometheus (foundation)") :]
-    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n")]
-    slo, *slis = yaml.safe_load(block)
-    assert parse_slos([slo])
+    section = readme[readme.index("## SLIs from Prometheus\n") :]
+    blocks = section.split("```yaml")[1:3]
+    block, kinds_block = (b[: b.index("```")] for b in blocks)
+    [extension] = yaml.safe_load(block)["extensions"]
+    spec = InoculateSpec.model_validate(extension)
+    assert spec.prometheus is not None and spec.slos[0].prometheus is not None
+    slis = yaml.safe_load(kinds_block.replace("\n  ", "\n"))
     kinds = [parse_prometheus_sli(sli, "README.md", "example").sli for sli in slis]
     assert kinds == ["availability", "latency", "throughput"]
 
@@ -204,91 +230,6 @@ def test_every_demo_latency_threshold_is_a_bucket_bound_of_the_shop() -> None:
 # --------------------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _require_prometheus() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is not installed (.ci/run installs Debian's prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return PROMETHEUS
-
-
-@dataclass
-class PrometheusServer:
-    """A Prometheus process on loopback with its own config and data directory."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, timeout_s: float = 2.0) -> PrometheusClient:
-        return PrometheusClient(PrometheusSource(url=self.url, timeout_s=timeout_s))
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGCONT)
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def start_prometheus(root: Path, jobs: dict[str, list[str]]) -> PrometheusServer:
-    """Start Prometheus scraping ``jobs`` (name → host:port targets) every second."""
-    binary = _require_prometheus()
-    root.mkdir(parents=True, exist_ok=True)
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": name, "static_configs": [{"targets": targets}]}
-            for name, targets in jobs.items()
-        ],
-    }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = root / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [binary, f"--config.file={root / 'prometheus.yml'}",
-             f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    server = PrometheusServer(process, port, log)
-    try:
-        wait_for(lambda: _ready(server), START_TIMEOUT_S, f"Prometheus ready ({log})")
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _ready(server: PrometheusServer) -> bool:
-    if server.process.poll() is not None:
-        raise AssertionError(f"Prometheus exited: {server.log.read_text()[-2000:]}")
-    try:
-        return requests.get(f"{server.url}/-/ready", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _host_port(url: str) -> str:
-    return urlsplit(url).netloc
-
-
 @dataclass
 class Stack:
     shop: ShopHandle
@@ -300,15 +241,15 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The shop (no restarts) scraped by one Prometheus: jobs shop-gateway, shop-catalog and
     nothing-listens (a port nobody serves: ``up == 0`` from its first scrape)."""
-    _require_prometheus()
+    require_prometheus()
     root = tmp_path_factory.mktemp("prometheus-sli")
     shop = start_shop(root / "shop", ShopKnobs(restart=False), START_TIMEOUT_S)
     prometheus = None
     try:
         jobs = {
-            "shop-gateway": [_host_port(shop.gateway_url)],
-            "shop-catalog": [_host_port(shop.state().instance("catalog-0").url)],
-            "nothing-listens": [f"127.0.0.1:{_free_port()}"],
+            "shop-gateway": [host_port(shop.gateway_url)],
+            "shop-catalog": [host_port(shop.state().instance("catalog-0").url)],
+            "nothing-listens": [f"127.0.0.1:{free_port()}"],
         }
         prometheus = start_prometheus(root / "prometheus", jobs)
         with prometheus.client() as client:
@@ -332,7 +273,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def own_prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
     """A Prometheus of the test's own (it may stop or freeze it), scraping nothing."""
-    server = start_prometheus(tmp_path / "own", {"nothing": [f"127.0.0.1:{_free_port()}"]})
+    server = start_prometheus(tmp_path / "own", {"nothing": [f"127.0.0.1:{free_port()}"]})
     try:
         yield server
     finally:

@@ -34,6 +34,8 @@ from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import InputFileError
 from inoculate.model.files import read_text_bounded
 from inoculate.model.limits import MAX_INPUT_BYTES
+from inoculate.steady_state.prometheus_spec import PrometheusSource
+from inoculate.steady_state.server_side import server_side_name
 from inoculate.steady_state.slo import Slo
 from inoculate.systems.registry import embedded_system, system_names
 
@@ -104,6 +106,9 @@ class InoculateSpec(BaseModel):
     system: SystemSpec | None = Field(None, description="embedded system to bring up")
     load: LoadSpec | None = Field(None, description="Locust load that runs during the experiment")
     slos: list[Slo] = Field(default_factory=list, description="service level objectives")
+    prometheus: PrometheusSource | None = Field(
+        None, description="the Prometheus server that SLOs with a `prometheus` SLI are read from"
+    )
     recovery_objective_s: float | None = Field(
         None,
         gt=0,
@@ -134,9 +139,26 @@ class InoculateSpec(BaseModel):
         return slos
 
     @model_validator(mode="after")
-    def _slos_need_load(self) -> InoculateSpec:
-        if self.slos and self.load is None:
-            raise ValueError("`slos` are measured from the load: add a `load` section")
+    def _slos_need_a_source(self) -> InoculateSpec:
+        load_only = [slo.name for slo in self.slos if slo.prometheus is None]
+        if load_only and self.load is None:
+            raise ValueError(
+                f"SLOs {load_only} are measured from the load: add a `load` section, "
+                "or give each a `prometheus` SLI"
+            )
+        server_side = [slo.name for slo in self.slos if slo.prometheus is not None]
+        if server_side and self.prometheus is None:
+            raise ValueError(
+                f"SLOs {server_side} are read from Prometheus: add "
+                "`prometheus: {url: http://HOST:PORT}` to the block"
+            )
+        names = {slo.name for slo in self.slos}
+        for name in server_side:
+            if server_side_name(name) in names:
+                raise ValueError(
+                    f"SLO name {server_side_name(name)!r} is taken by the Prometheus side of "
+                    f"{name!r}; rename it"
+                )
         return self
 
     def resolve_path(self, value: str, base_dir: Path) -> Path:

@@ -45,7 +45,8 @@ from inoculate.experiment.spec import (
     locustfile_problem,
     substitute_block,
 )
-from inoculate.model.errors import ExperimentInvalid, FieldError
+from inoculate.model.errors import ExperimentInvalid, FieldError, SliSourceUnreachable
+from inoculate.steady_state.prometheus import PrometheusClient, check_queries
 
 __all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
 
@@ -114,7 +115,38 @@ def validate_experiment(
             errors.append(FieldError("", f"chaoslib cannot read this experiment: {exc!r}"))
     if errors:
         raise ExperimentInvalid(str(path), errors)
+    if spec is not None:
+        _check_prometheus_queries(str(path), experiment, spec)
     return ValidatedExperiment(Path(path), experiment, spec, tuple(deprecations))
+
+
+def _check_prometheus_queries(
+    source: str, experiment: Mapping[str, Any], spec: InoculateSpec
+) -> None:
+    """Ask the block's Prometheus whether every SLI query parses (raise ``ExperimentInvalid``
+    naming the field); a server that cannot be asked is bad input too: nothing starts."""
+    sides = [(i, slo) for i, slo in enumerate(spec.slos) if slo.prometheus is not None]
+    found = find_extension(experiment)
+    if not sides or spec.prometheus is None or found is None:
+        return
+    where = f"extensions[{found[0]}]"
+    with PrometheusClient(spec.prometheus) as client:
+        try:
+            for i, slo in sides:
+                assert slo.prometheus is not None
+                check_queries(
+                    slo.prometheus, slo.window_s, client, source, f"{where}.slos[{i}].prometheus"
+                )
+        except SliSourceUnreachable as exc:
+            raise ExperimentInvalid(
+                source,
+                [
+                    FieldError(
+                        f"{where}.prometheus.url",
+                        f"{exc}; expected a Prometheus server that answers",
+                    )
+                ],
+            ) from exc
 
 
 class _Names(typing.NamedTuple):

@@ -7,6 +7,8 @@ A run directory (``runs/<UTC time>-<title slug>/``) holds::
                      atomically after every activity
     summary.json     the typed run summary (inoculate.model.summary), written at the end
     sli.jsonl        one SLI sample per second (inoculate.steady_state.samples)
+    prometheus.jsonl every reading of the SLOs' Prometheus sides, one per SLO and second
+                     (inoculate.steady_state.server_side), when an SLO has a `prometheus` SLI
     faults.jsonl     the run's inject/revert timeline (survives ledger compaction)
     locust.log       Locust's log;  load/  per-process SLI files of the load, and
                      load/open-second.json, the second still open (while the load runs)
@@ -36,6 +38,7 @@ __all__ = [
     "LOAD_DIR",
     "LOCUST_LOG_FILE",
     "OPEN_SECOND_FILE",
+    "PROMETHEUS_FILE",
     "REPORT_FILES",
     "RUNBOOK_FEEDBACK_ENV_VAR",
     "RUNS_DIR_ENV_VAR",
@@ -56,6 +59,7 @@ SPEC_FILE = "inoculate.json"
 JOURNAL_FILE = "journal.json"
 SUMMARY_FILE = "summary.json"
 SAMPLES_FILE = "sli.jsonl"
+PROMETHEUS_FILE = "prometheus.jsonl"
 FAULTS_FILE = "faults.jsonl"
 LOCUST_LOG_FILE = "locust.log"
 LOAD_DIR = "load"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -102,6 +102,9 @@ class SloSummary(_Part):
     met_before: bool | None = None
     met_after: bool | None = None
     load_model: str | None = None  # "open" or "closed": the load that measured this SLO
+    # "load": measured from the load's samples (client side); "prometheus": read from
+    # Prometheus (server side; the name ends in ".prometheus").
+    source: Literal["load", "prometheus"] = "load"
 
 
 NO_SLO_TO_DETECT = "no SLO declared, so nothing could detect it"

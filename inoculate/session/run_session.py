@@ -53,6 +53,7 @@ from inoculate.model.layout import (
     JOURNAL_FILE,
     LEDGER_CONFIG_KEY,
     OPEN_SECOND_FILE,
+    PROMETHEUS_FILE,
     RUN_DIR_CONFIG_KEY,
     RUN_ID_CONFIG_KEY,
     RUNS_DIR_ENV_VAR,
@@ -87,6 +88,12 @@ from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
+from inoculate.steady_state.prometheus import PrometheusClient
+from inoculate.steady_state.server_side import (
+    SERVER_SIDE_SETTLE_S,
+    PrometheusMonitor,
+    server_side_slos,
+)
 from inoculate.steady_state.slo import NEVER_CALLED, LatencySlo
 from inoculate.steady_state.store import SliStore
 from inoculate.systems.registry import RunningSystem, embedded_system
@@ -136,6 +143,7 @@ class RunSession(RunEventHandler):
         self.system: RunningSystem | None = None
         self.load: LocustLoad | None = None
         self.monitor: SloMonitor | None = None
+        self.server_monitor: PrometheusMonitor | None = None
         self.setup_error: str | None = None
         self.method_window: list[float] = []
         self.reverted_at_start: list[dict[str, Any]] = []
@@ -173,6 +181,7 @@ class RunSession(RunEventHandler):
         self._check_paths(self.spec)
         try:
             self._start_system(self.spec)
+            self._start_server_monitor(self.spec)
             self._start_load(self.spec)
         except InterruptExecution as exc:
             self.setup_error = str(exc)
@@ -317,6 +326,20 @@ class RunSession(RunEventHandler):
         except EmbeddedSystemError as exc:
             raise InterruptExecution(str(exc)) from exc
 
+    def _start_server_monitor(self, spec: InoculateSpec) -> None:
+        """Read the SLOs' Prometheus sides every second from now on."""
+        sides = server_side_slos(spec.slos)
+        if not sides or spec.prometheus is None:
+            return
+        self.server_monitor = PrometheusMonitor(
+            sides,
+            PrometheusClient(spec.prometheus),
+            self.run_dir / PROMETHEUS_FILE,
+            on_evaluation=self._on_evaluation,
+        )
+        self.server_monitor.start()
+        logger.info("reading %d SLO(s) from Prometheus at %s", len(sides), spec.prometheus.url)
+
     def _start_load(self, spec: InoculateSpec) -> None:
         if spec.load is None:
             return
@@ -412,10 +435,17 @@ class RunSession(RunEventHandler):
         settle_s = self.spec.settle_s if self.spec is not None else 0.0
         timeout_s = max(settle_s, 2 * max(windows, default=0) + AFTER_STATE_MARGIN_S)
         fresh = True
+        stopping = lambda: self.guard.reason is not None  # noqa: E731
         if windows and self.monitor is not None:
             store = SliStore(self.run_dir / SAMPLES_FILE)
-            stopping = lambda: self.guard.reason is not None  # noqa: E731
             fresh = wait_fresh_windows(store, since, windows, timeout_s, stopping)
+        if self.server_monitor is not None and self.spec is not None:
+            # Prometheus' windows end now: wait until the longest starts after the revert
+            # and one more scrape has been read.
+            longest = max(side.window_s for side in server_side_slos(self.spec.slos))
+            until = since + longest + SERVER_SIDE_SETTLE_S
+            while not stopping() and time.time() < until:
+                time.sleep(min(0.2, max(0.0, until - time.time())))
         self.after_state_window = {"since": since, "fresh": fresh, "timeout_s": timeout_s}
         if self.guard.reason is not None:
             return  # interrupted while waiting: no after-state to judge
@@ -443,6 +473,7 @@ class RunSession(RunEventHandler):
     def _stop_components(self) -> None:
         for name, stop in (
             ("monitor", self.monitor.stop if self.monitor else None),
+            ("prometheus monitor", self.server_monitor.stop if self.server_monitor else None),
             ("load", self.load.stop if self.load else None),
             ("system", self.system.stop if self.system else None),
         ):
@@ -459,8 +490,8 @@ class RunSession(RunEventHandler):
         steady = journal.get("steady_states") or {}
         facts = RunFacts(
             title=self.title,
-            slos=list(self.spec.slos) if self.spec else [],
-            evaluations=self.monitor.evaluations() if self.monitor else [],
+            slos=self._judged_slos(),
+            evaluations=self._evaluations(),
             samples=samples.samples(),
             fault_events=read_timeline(self.run_dir),
             method_window=_window(self.method_window),
@@ -491,6 +522,18 @@ class RunSession(RunEventHandler):
             },
         )
         return summarize(facts)
+
+    def _judged_slos(self) -> list[Any]:
+        """The load's SLOs (when there is load), then the SLOs' Prometheus sides."""
+        if self.spec is None:
+            return []
+        return [*(self.spec.slos if self.spec.load else ()), *server_side_slos(self.spec.slos)]
+
+    def _evaluations(self) -> list[Evaluation]:
+        """Both monitors' evaluations, in the order they were seen."""
+        load = self.monitor.evaluations() if self.monitor else []
+        server = self.server_monitor.evaluations() if self.server_monitor else []
+        return sorted([*load, *server], key=lambda e: e.seen_at) if server else load
 
     def _write_journal(self) -> None:
         if self._journal is None:

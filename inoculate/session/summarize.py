@@ -29,6 +29,7 @@ from inoculate.model.summary import RunSummary, SloSummary, value_text
 from inoculate.model.verdict import VerdictFacts, judge
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import SliSample
+from inoculate.steady_state.server_side import SERVER_SIDE_SUFFIX, ServerSideSlo
 from inoculate.steady_state.slo import Slo, SloVerdict, second_value
 
 __all__ = ["STABLE_SECONDS", "RunFacts", "summarize"]
@@ -41,7 +42,7 @@ class RunFacts:
     """Everything the verdict depends on, gathered by the session."""
 
     title: str
-    slos: Sequence[Slo]
+    slos: Sequence[Slo | ServerSideSlo]  # the load's, then the Prometheus sides
     evaluations: Sequence[Evaluation]
     samples: Sequence[SliSample]
     fault_events: Sequence[Mapping[str, Any]]
@@ -76,7 +77,7 @@ def summarize(facts: RunFacts) -> RunSummary:
         for slo in facts.slos
     ]
     breaches = _Breaches(facts.evaluations)
-    recovery = _Recovery(facts.samples)
+    recovery = _Recovery(facts.samples, facts.evaluations)
     faults = [
         _fault_report(window, facts, breaches, recovery)
         for window in _fault_windows(facts.fault_events)
@@ -128,11 +129,12 @@ def _in_method(t: int, method: tuple[float, float] | None) -> bool:
 
 
 def _slo_report(
-    slo: Slo, facts: RunFacts, verdicts: Sequence[tuple[Evaluation, SloVerdict]]
+    slo: Slo | ServerSideSlo, facts: RunFacts, verdicts: Sequence[tuple[Evaluation, SloVerdict]]
 ) -> dict[str, Any]:
     breaches = [(e, v) for e, v in verdicts if not v.met]
     in_method = [(e, v) for e, v in breaches if _in_method(e.t, facts.method_window)]
     method_values = [v.value for e, v in verdicts if _in_method(e.t, facts.method_window)]
+    server_side = isinstance(slo, ServerSideSlo)
     report: dict[str, Any] = {
         "name": slo.name,
         "sli": slo.sli,
@@ -141,6 +143,7 @@ def _slo_report(
         "comparison": slo.comparison,
         "unit": slo.unit,
         "window_s": slo.window_s,
+        "source": "prometheus" if server_side else "load",
         "met": not in_method
         and _probed(facts.probe_verdicts_before, slo.name) is not False
         and _probed(facts.probe_verdicts_after, slo.name) is not False,
@@ -151,7 +154,7 @@ def _slo_report(
         "breaches": _intervals([e.t for e, _ in breaches]),
         "worst_during_method": _worst(slo, method_values),
         "first_breach": None,
-        "load_model": facts.load["model"] if facts.load else None,
+        "load_model": facts.load["model"] if facts.load and not server_side else None,
     }
     if in_method:
         evaluation, verdict = in_method[0]
@@ -197,7 +200,8 @@ class _Breaches:
         # the first whose running maximum of ends passes it, and running maxima are sorted.
         self._ends = list(accumulate((e.t + 1 for e in self._breached), max))
 
-        by_second = sorted((e.t, e) for e in self._breached)
+        # Two monitors (load, Prometheus) may judge one second: order by second only.
+        by_second = sorted(((e.t, e) for e in self._breached), key=lambda pair: pair[0])
         self._seconds = [t for t, _ in by_second]
         self._by_second = [e for _, e in by_second]
 
@@ -215,22 +219,34 @@ class _Breaches:
 
 class _Recovery:
     """When breached SLOs are back: ``STABLE_SECONDS`` consecutive seconds met, one second
-    judged at a time (``per_second_values``), from the first sample to the last."""
+    judged at a time (``per_second_values``), from the first sample to the last.
 
-    def __init__(self, samples: Sequence[SliSample]) -> None:
+    A Prometheus side has no per-second samples: its second is met when its reading of the
+    window that ends there was (a window, so its recovery lags the load's), and a second it
+    has no reading of is not met.
+    """
+
+    def __init__(self, samples: Sequence[SliSample], evaluations: Sequence[Evaluation]) -> None:
         self._by_second: dict[int, list[SliSample]] = {}
         for sample in samples:
             self._by_second.setdefault(sample.t, []).append(sample)
-        self._last = max(self._by_second, default=None)
-        self._first = min(self._by_second, default=None)
-        self._met: dict[tuple[Slo, int], bool] = {}
+        self._server_met = {
+            (v.name, e.t): v.met
+            for e in evaluations
+            for v in e.verdicts
+            if v.name.endswith(SERVER_SIDE_SUFFIX)
+        }
+        seconds = [*self._by_second, *(t for _, t in self._server_met)]
+        self.last = max(seconds, default=None)
+        self._first = min(seconds, default=None)
+        self._met: dict[tuple[Slo | ServerSideSlo, int], bool] = {}
         # Per set of SLOs, the last answer and the second its search began: a later search
         # that begins before that answer has the same one, so no second is scanned twice.
-        self._answers: dict[frozenset[Slo], tuple[int, int | None]] = {}
+        self._answers: dict[frozenset[Slo | ServerSideSlo], tuple[int, int | None]] = {}
 
-    def recovered_at(self, slos: Sequence[Slo], since: int) -> int | None:
+    def recovered_at(self, slos: Sequence[Slo | ServerSideSlo], since: int) -> int | None:
         """The first second from ``since`` on that starts a stable streak of every SLO."""
-        if self._first is None or self._last is None or not slos:
+        if self._first is None or self.last is None or not slos:
             return None
         key = frozenset(slos)
         known = self._answers.get(key)
@@ -240,9 +256,9 @@ class _Recovery:
         self._answers[key] = (since, answer)
         return answer
 
-    def _search(self, slos: Sequence[Slo], start: int) -> int | None:
+    def _search(self, slos: Sequence[Slo | ServerSideSlo], start: int) -> int | None:
         streak_start, streak = None, 0
-        for t in range(start, self._last + 1):
+        for t in range(start, self.last + 1):
             if all(self._is_met(slo, t) for slo in slos):
                 streak_start = t if streak == 0 else streak_start
                 streak += 1
@@ -252,7 +268,9 @@ class _Recovery:
                 streak = 0
         return None
 
-    def _is_met(self, slo: Slo, t: int) -> bool:
+    def _is_met(self, slo: Slo | ServerSideSlo, t: int) -> bool:
+        if isinstance(slo, ServerSideSlo):
+            return self._server_met.get((slo.name, t), False)
         met = self._met.get((slo, t))
         if met is None:
             met = second_value(slo, self._by_second.get(t, ()), t).met
@@ -297,7 +315,7 @@ def _fault_report(
         # Never back within objective — or not measured, when the run ended before enough
         # seconds after the fault's end were sampled to tell.
         end = reverted if reverted is not None else injected
-        last = facts.samples[-1].t if facts.samples else None
+        last = recovery.last
         report["recovered"] = None if last is None or last < end + STABLE_SECONDS else False
         return report
     report["recovered"] = True
@@ -322,7 +340,7 @@ def _intervals(seconds: Sequence[int]) -> list[dict[str, int]]:
     return intervals
 
 
-def _worst(slo: Slo, values: Sequence[float | None]) -> float | None:
+def _worst(slo: Slo | ServerSideSlo, values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     if not present:
         return None

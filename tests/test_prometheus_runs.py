@@ -1,0 +1,231 @@
+"""`inoculate run` with SLOs read from Prometheus beside the load: a real Prometheus (Debian's
+package) scrapes a shop the test starts, every second, on loopback.
+
+The fault is a frozen catalog behind a gateway with a short timeout: the gateway answers 504,
+so both sides see it — the load's client side and Prometheus' server side — and each has its
+own verdict row. Then the cases where Prometheus is not there: before the run (bad input,
+exit 2, nothing started) and during it (missing data is a breach, never "met").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from inoculate.demo.shop.client import ShopHandle, start_shop
+from inoculate.demo.shop.knobs import ShopKnobs
+from tests.prometheus_support import (
+    PrometheusServer,
+    free_port,
+    host_port,
+    require_prometheus,
+    start_prometheus,
+)
+from tests.support import REPO, Workspace, wait_for
+
+pytestmark = pytest.mark.integration
+
+LOCUSTFILE = REPO / "experiments" / "shop" / "locustfile.py"
+BROWSE = 'job="shop-gateway",route="/products",method="GET"'
+
+
+@dataclass
+class Scraped:
+    shop: ShopHandle
+    prometheus: PrometheusServer
+
+
+@pytest.fixture
+def scraped(tmp_path: Path) -> Iterator[Scraped]:
+    """A shop whose gateway gives up on the catalog after 0.3 s (504), scraped each second."""
+    require_prometheus()
+    knobs = ShopKnobs(restart=False, gateway_timeout_s=0.3, gateway_retries=0)
+    shop = start_shop(tmp_path / "shop", knobs, 30)
+    prometheus = None
+    try:
+        prometheus = start_prometheus(
+            tmp_path / "prometheus", {"shop-gateway": [host_port(shop.gateway_url)]}
+        )
+        with prometheus.client() as client:
+            wait_for(lambda: client.query("up", time.time()).samples, 10, "a first scrape")
+        yield Scraped(shop, prometheus)
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        with contextlib.suppress(Exception):
+            for instance in shop.state().services.values():
+                if instance.pid is not None:
+                    os.kill(instance.pid, signal.SIGCONT)
+        shop.stop()
+
+
+def _catalog_pattern(shop: ShopHandle) -> str:
+    pid = shop.state().instance("catalog-0").pid
+    return re.escape(" ".join(psutil.Process(pid).cmdline()))
+
+
+def _experiment(
+    path: Path, prometheus_url: str, host: str, pattern: str, *, total: str | None = None
+) -> Path:
+    browse_sli = {
+        "good": f'shop_http_requests_total{{{BROWSE},status=~"2.."}}',
+        "total": total or f"shop_http_requests_total{{{BROWSE}}}",
+        "jobs": ["shop-gateway"],
+    }
+    experiment = {
+        "title": "Test - a frozen catalog seen from the load and from Prometheus",
+        "description": "Both sides of the browse SLO must see the 504s.",
+        "controls": [{"name": "inoculate", "provider": {
+            "type": "python", "module": "inoculate.extensions.control"}}],
+        "runtime": {"rollbacks": {"strategy": "always"}},
+        "extensions": [{
+            "name": "inoculate",
+            "prometheus": {"url": prometheus_url},
+            "load": {"locustfile": str(LOCUSTFILE), "host": host, "model": "open",
+                     "rate_rps": 60, "max_in_flight": 200, "warmup_s": 2,
+                     "request_timeout_s": 2.0},
+            "slos": [{"name": "browse-availability", "sli": "availability",
+                      "endpoint": "GET /products", "objective": 99.0, "window_s": 5,
+                      "prometheus": browse_sli}],
+        }],
+        "steady-state-hypothesis": {"title": "Browsing meets its SLO", "probes": [{
+            "type": "probe", "name": "browse-slos-met",
+            "tolerance": {"type": "jsonpath", "path": "$.met", "expect": True},
+            "provider": {"type": "python", "module": "inoculate.steady_state.probes",
+                         "func": "slos_met"}}]},
+        "method": [{
+            "type": "action", "name": "freeze-catalog",
+            "provider": {"type": "python", "module": "inoculate.extensions.process",
+                         "func": "freeze", "arguments": {"pattern": pattern, "duration_s": 6}},
+            "pauses": {"after": 2}}],
+        "rollbacks": [{
+            "type": "action", "name": "thaw-catalog",
+            "provider": {"type": "python", "module": "inoculate.extensions.process",
+                         "func": "thaw", "arguments": {"pattern": pattern}}}],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    return path
+
+
+def test_a_frozen_catalog_breaches_both_sides_each_in_its_own_row(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    experiment = _experiment(
+        tmp_path / "freeze.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        _catalog_pattern(scraped.shop),
+    )
+    result = workspace.run("run", str(experiment), timeout=240)
+    assert result.code == 1, result.stdout + result.stderr
+    [run_dir] = [p for p in result.out_dir.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["slos"]}
+    assert list(rows) == ["browse-availability", "browse-availability.prometheus"]
+    client_side, server_side = rows["browse-availability"], rows["browse-availability.prometheus"]
+    assert (client_side["source"], server_side["source"]) == ("load", "prometheus")
+    assert server_side["load_model"] is None and server_side["endpoint"] is None
+    # The steady state before the fault held on both sides (the probe read Prometheus too).
+    assert client_side["met_before"] is True and server_side["met_before"] is True
+    for row in (client_side, server_side):
+        assert row["breached_during_method"], row
+        assert row["first_breach"]["value"] < 99.0
+    [fault] = summary["faults"]
+    assert fault["detected"] and fault["time_to_detect_s"] < 6
+    assert "browse-availability.prometheus" in " ".join(summary["reasons"])
+    # Every reading is on file, one per second and side, with its data status.
+    readings = [
+        json.loads(line) for line in (run_dir / "prometheus.jsonl").read_text().splitlines()
+    ]
+    assert readings and {r["name"] for r in readings} == {"browse-availability"}
+    # Read from before the load's first request (no series yet), then every second ok.
+    statuses = [r["status"] for r in readings]
+    first_ok = statuses.index("ok")
+    assert set(statuses[:first_ok]) <= {"no series"} and set(statuses[first_ok:]) == {"ok"}
+    assert any(not r["met"] for r in readings)
+    seconds = [int(r["t"]) for r in readings]
+    assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
+    # The reports show both rows.
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "browse-availability.prometheus" in json.dumps(report)
+    assert "browse-availability.prometheus" in (run_dir / "report.html").read_text()
+    assert workspace.outstanding_faults() == []
+
+
+def test_an_unreachable_prometheus_is_bad_input_and_starts_nothing(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    experiment = _experiment(tmp_path / "e.yaml", nobody, "http://127.0.0.1:9", "nothing-x")
+    result = workspace.run("run", str(experiment))
+    assert result.code == 2, result.stdout + result.stderr
+    assert "extensions[0].prometheus.url" in result.stderr
+    assert nobody in result.stderr and "Traceback" not in result.stderr
+    assert not result.out_dir.exists() or not any(result.out_dir.iterdir())
+    assert workspace.outstanding_faults() == []
+
+
+def test_a_query_that_does_not_parse_names_its_field_and_starts_nothing(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    experiment = _experiment(
+        tmp_path / "e.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        _catalog_pattern(scraped.shop),
+        total="shop_http_requests_total{route=",
+    )
+    result = workspace.run("validate", str(experiment))
+    assert result.code == 2, result.stdout + result.stderr
+    assert "extensions[0].slos[0].prometheus.total" in result.stderr
+    assert "does not parse" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prometheus_lost_during_the_run_is_a_breach_not_a_pass(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    experiment = _experiment(
+        tmp_path / "lost.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        _catalog_pattern(scraped.shop),
+    )
+    document = yaml.safe_load(experiment.read_text())
+    # A harmless method: the catalog is not touched, only Prometheus goes away.
+    document["method"] = [{
+        "type": "action", "name": "wait",
+        "provider": {"type": "python", "module": "tests.activities", "func": "sleep",
+                     "arguments": {"seconds": 4}}}]  # fmt: skip
+    document["rollbacks"] = []
+    experiment.write_text(yaml.safe_dump(document, sort_keys=False))
+    process, out_dir = workspace.start("run", str(experiment))
+    try:
+        wait_for(
+            lambda: any(out_dir.glob("*/prometheus.jsonl")), 60, "the first Prometheus reading"
+        )
+        run_dir = next(out_dir.glob("*/prometheus.jsonl")).parent
+        wait_for(lambda: (run_dir / "journal.json").read_text().count('"wait"'), 60, "the method")
+        scraped.prometheus.stop()
+        stdout, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stdout + stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    server_side = next(r for r in summary["slos"] if r["source"] == "prometheus")
+    assert not server_side["met"]
+    readings = [json.loads(x) for x in (run_dir / "prometheus.jsonl").read_text().splitlines()]
+    assert any(r["status"] == "unreachable" and not r["met"] for r in readings)
+    client_side = next(r for r in summary["slos"] if r["source"] == "load")
+    assert client_side["breached_during_method"] is False  # the shop itself was fine
