@@ -15,7 +15,9 @@ The server side of a latency SLO reads the *share of requests at or under the th
 second over the SLO's window, appends every reading to ``prometheus.jsonl`` and hands each
 second's verdicts on as an :class:`~inoculate.steady_state.monitor.Evaluation`, like the load
 monitor does. Missing data (no series, a failed scrape, a query error, a timeout, the server
-gone) is a verdict that is not met: a run never flies blind.
+gone) is a verdict that is not met: a run never flies blind. With a ``guard`` (the burn-rate
+guard of :mod:`inoculate.steady_state.guards`), each second's check while ``guard_armed``
+says so is appended to ``guards.jsonl`` and a trip is handed to ``on_trip``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inoculate.model.layout import GUARDS_FILE
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.prometheus import PrometheusClient, PrometheusReading, evaluate
 from inoculate.steady_state.prometheus_spec import PrometheusSli
@@ -145,8 +148,14 @@ class PrometheusMonitor:
         readings_file: Path,
         on_evaluation: Callable[[Evaluation], None] | None = None,
         clock: Callable[[], float] = time.time,
+        guard: Callable[[float], tuple[dict[str, object], str | None]] | None = None,
+        on_trip: Callable[[str], None] | None = None,
+        guard_armed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._sides = tuple(sides)
+        self._guard = guard
+        self._on_trip = on_trip
+        self._guard_armed = guard_armed
         self._client = client
         self._readings_file = readings_file
         self._on_evaluation = on_evaluation
@@ -188,6 +197,14 @@ class PrometheusMonitor:
             self._evaluations.append(evaluation)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
+        if self._guard is not None and self._guard_armed():
+            record, trip = self._guard(t + 1)
+            with self._readings_file.with_name(GUARDS_FILE).open("a", encoding="utf-8") as out:
+                out.write(
+                    json.dumps({"t": t, **record, "trip": trip}, separators=(",", ":")) + "\n"
+                )
+            if trip is not None and self._on_trip is not None:
+                self._on_trip(trip)
         return evaluation
 
     def _loop(self) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 import yaml
 
 from inoculate.demo.shop.client import ShopHandle, start_shop
@@ -76,7 +78,15 @@ def _catalog_pattern(shop: ShopHandle) -> str:
 
 
 def _experiment(
-    path: Path, prometheus_url: str, host: str, pattern: str, *, total: str | None = None
+    path: Path,
+    prometheus_url: str,
+    host: str,
+    pattern: str,
+    *,
+    total: str | None = None,
+    guards: dict | None = None,  # type: ignore[type-arg]
+    freeze_s: float = 6,
+    pause_s: float = 2,
 ) -> Path:
     browse_sli = {
         "good": f'shop_http_requests_total{{{BROWSE},status=~"2.."}}',
@@ -92,6 +102,7 @@ def _experiment(
         "extensions": [{
             "name": "inoculate",
             "prometheus": {"url": prometheus_url},
+            **({"guards": guards} if guards else {}),
             "load": {"locustfile": str(LOCUSTFILE), "host": host, "model": "open",
                      "rate_rps": 60, "max_in_flight": 200, "warmup_s": 2,
                      "request_timeout_s": 2.0},
@@ -107,8 +118,9 @@ def _experiment(
         "method": [{
             "type": "action", "name": "freeze-catalog",
             "provider": {"type": "python", "module": "inoculate.extensions.process",
-                         "func": "freeze", "arguments": {"pattern": pattern, "duration_s": 6}},
-            "pauses": {"after": 2}}],
+                         "func": "freeze",
+                         "arguments": {"pattern": pattern, "duration_s": freeze_s}},
+            "pauses": {"after": pause_s}}],
         "rollbacks": [{
             "type": "action", "name": "thaw-catalog",
             "provider": {"type": "python", "module": "inoculate.extensions.process",
@@ -229,3 +241,79 @@ def test_prometheus_lost_during_the_run_is_a_breach_not_a_pass(
     assert any(r["status"] == "unreachable" and not r["met"] for r in readings)
     client_side = next(r for r in summary["slos"] if r["source"] == "load")
     assert client_side["breached_during_method"] is False  # the shop itself was fine
+
+
+def _browse_errors(shop: ShopHandle, seconds: float) -> None:
+    """Browse the shop for ``seconds`` with its catalog frozen: the gateway answers 504s."""
+    catalog = psutil.Process(shop.state().instance("catalog-0").pid)
+    stop = threading.Event()
+
+    def browse() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"{shop.gateway_url}/products", timeout=2)
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=browse, daemon=True)
+    worker.start()
+    try:
+        time.sleep(2)  # some answers first: the series exist
+        catalog.suspend()
+        time.sleep(seconds)
+    finally:
+        catalog.resume()
+        time.sleep(2)
+        stop.set()
+        worker.join(timeout=5)
+
+
+def test_too_little_error_budget_left_skips_the_run_before_anything_starts(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    _browse_errors(scraped.shop, 4)
+    time.sleep(1.5)  # scraped
+    experiment = _experiment(
+        tmp_path / "budget.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        _catalog_pattern(scraped.shop),
+        guards={"error_budget": {"period": "2m", "min_remaining_percent": 50}},
+    )
+    result = workspace.run("run", str(experiment))
+    assert result.code == 4, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())  # the console wraps lines
+    assert "skipped by the error-budget guard: SLO browse-availability.prometheus:" in said
+    assert "of its error budget over 2m is left, under the minimum 50 %" in said
+    assert "nothing was started or injected" in said
+    assert not result.out_dir.exists() or not any(result.out_dir.iterdir())
+    assert workspace.outstanding_faults() == []
+
+
+def test_the_burn_rate_guard_aborts_the_run_and_the_fault_is_reverted(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    experiment = _experiment(
+        tmp_path / "guarded.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        _catalog_pattern(scraped.shop),
+        guards={"burn_rate": {"long_window_s": 10, "short_window_s": 2, "threshold": 5}},
+        freeze_s=40,
+        pause_s=0,
+    )
+    started = time.monotonic()
+    result = workspace.run("run", str(experiment))
+    took = time.monotonic() - started
+    assert result.code == 3, result.stdout + result.stderr
+    [run_dir] = [p for p in result.out_dir.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "aborted"
+    assert summary["reasons"][0].startswith("aborted: burn-rate guard: SLO browse-availability")
+    assert took < 40, f"the run took {took:.0f}s: the 40 s freeze was not cut short"
+    checks = [json.loads(x) for x in (run_dir / "guards.jsonl").read_text().splitlines()]
+    tripped = [c for c in checks if c["trip"]]
+    assert tripped and all(c["burn_rates"][0]["long"] > 5 for c in tripped)
+    assert all(c["trip"] is None for c in checks[: checks.index(tripped[0])])
+    catalog = psutil.Process(scraped.shop.state().instance("catalog-0").pid)
+    assert catalog.status() != psutil.STATUS_STOPPED
+    assert workspace.outstanding_faults() == []

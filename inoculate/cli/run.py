@@ -17,7 +17,7 @@ from inoculate.cli.options import (
     var_option,
 )
 from inoculate.cli.output import console, errors, print_previews
-from inoculate.model.errors import ExperimentInvalid, RunInterrupted
+from inoculate.model.errors import ExperimentInvalid, RunInterrupted, RunSkipped
 from inoculate.model.layout import DEFAULT_RUNS_DIR
 from inoculate.model.status import ExitCode, RunStatus
 from inoculate.model.summary import (
@@ -84,6 +84,9 @@ def command(
     except RunInterrupted as exc:
         errors.print(f"interrupted before anything was injected: {exc.reason}")
         sys.exit(ExitCode.INTERRUPTED)
+    except RunSkipped as exc:
+        errors.print(f"{exc}\nnothing was started or injected")
+        sys.exit(ExitCode.SKIPPED)
     print_summary(outcome.summary)
     console.print(f"run directory: {outcome.run_dir}", highlight=False)
     if report:

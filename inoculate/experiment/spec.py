@@ -34,6 +34,7 @@ from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import InputFileError
 from inoculate.model.files import read_text_bounded
 from inoculate.model.limits import MAX_INPUT_BYTES
+from inoculate.steady_state.guards import GUARDED_SLIS, Guards
 from inoculate.steady_state.prometheus_spec import PrometheusSource
 from inoculate.steady_state.server_side import server_side_name
 from inoculate.steady_state.slo import Slo
@@ -109,6 +110,10 @@ class InoculateSpec(BaseModel):
     prometheus: PrometheusSource | None = Field(
         None, description="the Prometheus server that SLOs with a `prometheus` SLI are read from"
     )
+    guards: Guards | None = Field(
+        None,
+        description="error-budget and burn-rate guard rails on the SLOs' Prometheus sides",
+    )
     recovery_objective_s: float | None = Field(
         None,
         gt=0,
@@ -151,6 +156,12 @@ class InoculateSpec(BaseModel):
             raise ValueError(
                 f"SLOs {server_side} are read from Prometheus: add "
                 "`prometheus: {url: http://HOST:PORT}` to the block"
+            )
+        guarded = [s.name for s in self.slos if s.prometheus is not None and s.sli in GUARDED_SLIS]
+        if self.guards is not None and not guarded:
+            raise ValueError(
+                "`guards` watch the error budget of SLOs read from Prometheus: give an "
+                "availability or latency SLO a `prometheus` SLI"
             )
         names = {slo.name for slo in self.slos}
         for name in server_side:

@@ -12,6 +12,7 @@
      │    └── (per target: DockerUnavailable, NetworkFaultError, KernelFaultError ...)
      ├── LedgerError            the fault ledger cannot be read or written (exit 2)
      ├── SliSourceUnreachable   an SLI source (Prometheus) gave no answer when asked before a run
+     ├── RunSkipped             a guard kept the run from starting; nothing started (exit 4)
      ├── ProbeError             a steady-state probe could not evaluate (a failed probe)
      │    ├── RunDirectoryError     configuration key, inoculate.json or sli.jsonl missing
      │    └── UnknownSloError       a probe names an SLO the run does not define
@@ -52,6 +53,7 @@ __all__ = [
     "RunDirectoryError",
     "RunInterrupted",
     "RunSetupError",
+    "RunSkipped",
     "RunbookError",
     "SliSourceUnreachable",
     "UnknownSloError",
@@ -173,6 +175,11 @@ class HistoryError(ReportError):
 
 class RunbookError(ReportError):
     """A runbook could not be updated; the file was left as it was."""
+
+
+class RunSkipped(InoculateError):
+    """A guard kept the run from starting (e.g. too little error budget left): nothing was
+    started or injected. The message says which guard and why."""
 
 
 class RunInterrupted(KeyboardInterrupt):

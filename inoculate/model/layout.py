@@ -9,6 +9,7 @@ A run directory (``runs/<UTC time>-<title slug>/``) holds::
     sli.jsonl        one SLI sample per second (inoculate.steady_state.samples)
     prometheus.jsonl every reading of the SLOs' Prometheus sides, one per SLO and second
                      (inoculate.steady_state.server_side), when an SLO has a `prometheus` SLI
+    guards.jsonl     every check of the burn-rate guard: the burn rates read, and its trip
     faults.jsonl     the run's inject/revert timeline (survives ledger compaction)
     locust.log       Locust's log;  load/  per-process SLI files of the load, and
                      load/open-second.json, the second still open (while the load runs)
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_LEDGER_PATH",
     "DEFAULT_RUNS_DIR",
     "FAULTS_FILE",
+    "GUARDS_FILE",
     "HISTORY_ENV_VAR",
     "JOURNAL_FILE",
     "LEDGER_CONFIG_KEY",
@@ -60,6 +62,7 @@ JOURNAL_FILE = "journal.json"
 SUMMARY_FILE = "summary.json"
 SAMPLES_FILE = "sli.jsonl"
 PROMETHEUS_FILE = "prometheus.jsonl"
+GUARDS_FILE = "guards.jsonl"
 FAULTS_FILE = "faults.jsonl"
 LOCUST_LOG_FILE = "locust.log"
 LOAD_DIR = "load"

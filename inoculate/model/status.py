@@ -9,6 +9,8 @@ status                  exit  meaning
 ``invalid``             2     bad input: nothing was started, injected or recorded
 ``interrupted``         3     SIGINT or SIGTERM; rollbacks ran
 ``aborted``             3     an abort policy, or the system or load could not start; rollbacks ran
+(skipped)               4     a guard kept the run from starting (too little error budget left):
+                              nothing was started or injected, no run directory
 ======================  ====  ====================================================================
 """
 
@@ -26,6 +28,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     INVALID = 2
     INTERRUPTED = 3
+    SKIPPED = 4
 
 
 class RunStatus(StrEnum):

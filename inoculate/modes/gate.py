@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from inoculate.experiment.validation import validate_experiment
 from inoculate.experiment.variables import load_variables
-from inoculate.model.errors import ExperimentInvalid, ReportError, RunInterrupted
+from inoculate.model.errors import ExperimentInvalid, ReportError, RunInterrupted, RunSkipped
 from inoculate.model.status import ExitCode
 from inoculate.modes.run import run_experiment_file
 from inoculate.reports.history import History
@@ -162,6 +162,10 @@ def run_gate(
             )
         except RunInterrupted as exc:
             return GateOutcome(ExitCode.INTERRUPTED, interruption=exc.reason)
+        except RunSkipped as exc:
+            # Not run is not resilient: the gate cannot pass on it.
+            failures.append(f"{path}: {exc}")
+            continue
         own = {e.report.run.run_id for e, _ in entries}
         try:
             published = publish_run(

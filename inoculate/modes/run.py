@@ -9,6 +9,7 @@ always run, and turn the session's verdict into an exit code.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
+from inoculate.experiment.spec import InoculateSpec
 from inoculate.experiment.validation import ValidatedExperiment, validate_experiment
 from inoculate.experiment.variables import declared_secret_scopes, load_variables
-from inoculate.model.errors import RunInterrupted
+from inoculate.model.errors import RunInterrupted, RunSkipped
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import (
     AFTER_STATE_CONFIG_KEY,
@@ -41,6 +43,9 @@ from inoculate.session.interrupts import (
     interruptible_pauses,
     keeping_our_sigterm,
 )
+from inoculate.steady_state.guards import budget_shortfalls
+from inoculate.steady_state.prometheus import PrometheusClient
+from inoculate.steady_state.server_side import server_side_slos
 
 __all__ = ["CONTROL_MODULE", "RunOutcome", "load_run_variables", "run_experiment_file"]
 
@@ -90,6 +95,7 @@ def run_experiment_file(
     validated = validate_experiment(path, config_vars, secret_vars)
     for deprecation in validated.deprecations:
         logger.warning("%s: %s", path, deprecation)
+    _check_error_budget(validated.spec)
     own_latch = latch is None
     latch = latch or SignalLatch().install()
     try:
@@ -99,6 +105,21 @@ def run_experiment_file(
     finally:
         if own_latch:
             latch.restore()
+
+
+def _check_error_budget(spec: InoculateSpec | None) -> None:
+    """Raise :class:`RunSkipped` when an SLO has less error budget left over its period than
+    the experiment's ``guards.error_budget`` demands: nothing has started yet."""
+    if spec is None or spec.guards is None or spec.guards.error_budget is None:
+        return
+    if spec.prometheus is None:
+        return  # refused at validation
+    with PrometheusClient(spec.prometheus) as client:
+        problems = budget_shortfalls(
+            client, server_side_slos(spec.slos), spec.guards.error_budget, time.time()
+        )
+    if problems:
+        raise RunSkipped("skipped by the error-budget guard: " + "; ".join(problems))
 
 
 def _run(

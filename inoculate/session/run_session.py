@@ -87,6 +87,7 @@ from inoculate.session.base_dir import base_dir_of_run
 from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
+from inoculate.steady_state.guards import burn_rate_guard
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
 from inoculate.steady_state.prometheus import PrometheusClient
 from inoculate.steady_state.server_side import (
@@ -331,11 +332,19 @@ class RunSession(RunEventHandler):
         sides = server_side_slos(spec.slos)
         if not sides or spec.prometheus is None:
             return
+        client = PrometheusClient(spec.prometheus)
+        policy = spec.guards.burn_rate if spec.guards is not None else None
         self.server_monitor = PrometheusMonitor(
             sides,
-            PrometheusClient(spec.prometheus),
+            client,
             self.run_dir / PROMETHEUS_FILE,
             on_evaluation=self._on_evaluation,
+            guard=burn_rate_guard(client, sides, policy) if policy is not None else None,
+            on_trip=self._guard_tripped,
+            # From the method's start to its end: when faults may be in place. Before it,
+            # the steady state judges the same SLOs (and the run's own load may not have
+            # made a series yet).
+            guard_armed=lambda: len(self.method_window) == 1,
         )
         self.server_monitor.start()
         logger.info("reading %d SLO(s) from Prometheus at %s", len(sides), spec.prometheus.url)
@@ -386,6 +395,11 @@ class RunSession(RunEventHandler):
         self.before_state_window = {"since": since, "warmup_s": warmup_s, "fresh": fresh}
         if stopping():
             raise InterruptExecution(self.guard.reason)
+
+    def _guard_tripped(self, reason: str) -> None:
+        """The burn-rate guard tripped during the method: abort the run."""
+        if len(self.method_window) == 1:
+            self.guard.request_abort(reason)
 
     def _on_evaluation(self, evaluation: Evaluation) -> None:
         self._warn_never_called(evaluation)
