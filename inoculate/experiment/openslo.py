@@ -68,11 +68,10 @@ PROMETHEUS = "Prometheus"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([a-zA-Z])")
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_METRIC = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_STRING = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`"
-_MATCHER = rf"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*(?:{_STRING})\s*"
-_BRACES = rf"\{{(?:{_MATCHER}(?:,{_MATCHER})*,?)?\s*\}}"
-_SELECTOR = re.compile(rf"\s*({_METRIC})?\s*({_BRACES})?\s*", re.DOTALL)
+_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_OPERATORS = ("=~", "!~", "!=", "=")
+_SPACE = " \t\r\n"
 _SELECTOR_EXAMPLE = 'shop_http_requests_total{job="shop-gateway",status=~"5.."}'
 _HISTOGRAM_EXAMPLE = 'shop_http_request_duration_seconds_bucket{route="/products"}'
 
@@ -148,13 +147,63 @@ def parse_openslo(documents: Sequence[Any], source: str) -> list[OpensloObjectiv
 
 def selector_parts(query: str) -> tuple[str, str] | None:
     """The metric name and the braces of a PromQL series selector (``name{a="b"}``), or
-    None when ``query`` is any other expression."""
+    None when ``query`` is any other expression. One pass, no backtracking: a query is input."""
     if not isinstance(query, str):
         return None
-    match = _SELECTOR.fullmatch(query)
-    if match is None or (match.group(1) is None and match.group(2) is None):
+    text = query.strip(_SPACE)
+    match = _METRIC.match(text)
+    name = match.group(0) if match else ""
+    rest = text[len(name) :].lstrip(_SPACE)
+    if not rest:
+        return (name, "") if name else None
+    end = _braces_end(rest)
+    if end is None or rest[end:].strip(_SPACE):
         return None
-    return match.group(1) or "", match.group(2) or ""
+    return name, rest[:end]
+
+
+def _braces_end(text: str) -> int | None:
+    """Where the label matchers ``{a="b", c=~'d'}`` that open ``text`` end, or None."""
+    if not text.startswith("{"):
+        return None
+    position = _skip_space(text, 1)
+    while position < len(text) and text[position] != "}":
+        label = _LABEL.match(text, position)
+        if label is None:
+            return None
+        position = _skip_space(text, label.end())
+        operator = next((op for op in _OPERATORS if text.startswith(op, position)), None)
+        if operator is None:
+            return None
+        position = _string_end(text, _skip_space(text, position + len(operator)))
+        if position is None:
+            return None
+        position = _skip_space(text, position)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
+        elif not text.startswith("}", position):
+            return None
+    return position + 1 if position < len(text) else None
+
+
+def _string_end(text: str, position: int) -> int | None:
+    """Where the PromQL string opening at ``position`` ends (past its closing quote)."""
+    if position >= len(text) or text[position] not in "\"'`":
+        return None
+    quote = text[position]
+    position += 1
+    while position < len(text):
+        char = text[position]
+        if char == quote:
+            return position + 1
+        position += 2 if char == "\\" and quote != "`" else 1
+    return None
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in _SPACE:
+        position += 1
+    return position
 
 
 # --------------------------------------------------------------------------- reading
