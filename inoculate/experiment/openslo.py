@@ -609,7 +609,7 @@ class _Reader:
         common = self._common(where, metadata["name"], ours)
         if indicator is None or common is None:
             for index, objective in enumerate(objectives):  # still report their problems
-                self._objective_fields(f"{where}.spec.objectives[{index}]", objective, None)
+                self._objective_fields(f"{where}.spec.objectives[{index}]", objective)
             return []
         found = []
         for index, objective in enumerate(objectives):
@@ -716,9 +716,7 @@ class _Reader:
         else:
             self.error(where, f"expected Occurrences, got {method!r}")
 
-    def _objective_fields(
-        self, where: str, objective: Any, indicator: _Indicator | None
-    ) -> Decimal | None:
+    def _objective_fields(self, where: str, objective: Any) -> Decimal | None:
         """Check an objective's fields; return its target in % (exact), or None."""
         if not isinstance(objective, dict):
             self.error(
@@ -752,7 +750,7 @@ class _Reader:
     def _objective(
         self, where: str, objective: Any, indicator: _Indicator, common: dict[str, Any]
     ) -> Slo | None:
-        percent = self._objective_fields(where, objective, indicator)
+        percent = self._objective_fields(where, objective)
         if percent is None:
             return None
         op, value = objective.get("op"), objective.get("value")
