@@ -1,5 +1,5 @@
-"""Commands import only what they use: ``--help``, ``validate``, ``recover`` and ``history``
-load neither the runner nor the report plots (pip's lazy command table, ARCHITECTURE.md)."""
+"""Commands import only what they use: ``--help``, ``validate``, ``recover``, ``history`` and
+``slo`` load neither the runner nor the report plots (pip's lazy command table, ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXPERIMENTS
+from tests.support import EXPERIMENTS, REPO
 
 # chaoslib's own validation imports chaoslib.run: the runner that must not load is ours.
 HEAVY = ("matplotlib", "numpy", "jinja2", "inoculate.modes.run", "inoculate.session.run_session",
@@ -49,8 +49,9 @@ def _loaded(tmp_path: Path, *args: str) -> dict[str, object]:
         ("recover",),
         ("history",),
         ("run", "--help"),
+        ("slo", "check", str(REPO / "tests" / "openslo" / "shop.yaml")),
     ],
-    ids=["help", "validate", "recover", "history", "run-help"],
+    ids=["help", "validate", "recover", "history", "run-help", "slo-check"],
 )
 def test_light_commands_do_not_load_the_runner_or_the_plots(
     tmp_path: Path, args: tuple[str]

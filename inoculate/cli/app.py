@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("inoculate.cli.report", "Score runs and write their reports."),
     "gate": ("inoculate.cli.gate", "Run a suite of experiments and gate on verdicts and scores."),
     "history": ("inoculate.cli.history", "Past runs and their scores, newest first."),
+    "slo": ("inoculate.cli.slo", "Check an OpenSLO file; export an experiment's SLOs as OpenSLO."),
 }
 
 

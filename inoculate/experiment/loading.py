@@ -28,7 +28,7 @@ from inoculate.model.files import (
 )
 from inoculate.model.limits import MAX_INPUT_BYTES, MAX_INPUT_DEPTH, MAX_INPUT_VALUES
 
-__all__ = ["load_document", "read_text", "yaml_message"]
+__all__ = ["load_document", "load_yaml_documents", "read_text", "yaml_message"]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STARTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
@@ -49,6 +49,23 @@ def load_document(path: Path, what: str = "experiment") -> Any:
     except json.JSONDecodeError as exc:
         error = FieldError("", f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}")
         raise ExperimentInvalid(source, [error], what) from exc
+    except yaml.YAMLError as exc:
+        raise ExperimentInvalid(source, [FieldError("", yaml_message(exc))], what) from exc
+
+
+def load_yaml_documents(path: Path, what: str) -> list[Any]:
+    """Parse every document of the YAML stream in ``path`` (``---`` separated) within the
+    input limits, counted over the whole stream; raise :class:`ExperimentInvalid` otherwise."""
+    source = str(path)
+    text = read_text(path, what)
+    try:
+        _check_yaml_events(text, source)
+        try:
+            return list(yaml.load_all(text, Loader=_Loader))  # a safe loader
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InputFileError(source, f"holds a value YAML cannot build: {exc}") from exc
+    except InputFileError as exc:
+        raise ExperimentInvalid(source, [FieldError("", f"the file {exc.problem}")], what) from exc
     except yaml.YAMLError as exc:
         raise ExperimentInvalid(source, [FieldError("", yaml_message(exc))], what) from exc
 
