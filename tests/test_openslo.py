@@ -198,10 +198,12 @@ def test_selectors_are_told_from_expressions(query: str, parts: tuple[str, str] 
     ids=["spaces", "matchers", "escapes", "open-brace", "long-name"],
 )  # fmt: skip
 def test_a_hostile_query_is_judged_in_linear_time(query: str) -> None:
-    # A regular expression with adjacent optional spaces took minutes on 5,000 spaces.
+    # A regular expression with adjacent optional spaces took minutes on 5,000 spaces; these
+    # are 20-40 times longer. Not a speed figure: a bound that only a backtracking blow-up
+    # can reach, however busy the machine.
     started = time.perf_counter()
     assert selector_parts(query) is None
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10.0
 
 
 # --------------------------------------------------------------------------- the spec's examples
