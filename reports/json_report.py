@@ -127,6 +127,10 @@ def _slo(view: Any) -> dict[str, Any]:
         "first_breach": first,
         "load_model": outcome.load_model,
         "source": outcome.source,
+        "burn_rate_before": outcome.burn_rate_before,
+        "burn_before_window_s": outcome.burn_before_window_s,
+        "burn_rate_after": outcome.burn_rate_after,
+        "burn_after_window_s": outcome.burn_after_window_s,
     }
 
 

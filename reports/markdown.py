@@ -69,7 +69,7 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
     if report.slos:
         lines += ["", "### SLOs in the fault window", ""]
         lines += _table(
-            ("SLO", "objective", "worst", "budget used", "breached", "met", "load model"),
+            ("SLO", "objective", "worst", "budget used", "breached", "met", "measured by"),
             (
                 (
                     v.outcome.name,
@@ -78,7 +78,7 @@ def run_markdown(report: RunReport, links: Mapping[str, str] | None = None) -> s
                     _number(v.outcome.budget_consumed, "x", ".2f"),
                     f"{v.outcome.breach_seconds}/{v.outcome.window_seconds} s",
                     "yes" if v.met else "**no**",
-                    v.outcome.load_model or "-",
+                    v.outcome.measured_by,
                 )
                 for v in report.slos
             ),

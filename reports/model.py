@@ -301,6 +301,10 @@ def _slo_outcome(
         after_fault_s=after_fault,
         load_model=report.load_model,
         source=report.source,
+        burn_rate_before=report.burn_rate_before,
+        burn_before_window_s=report.burn_before_window_s,
+        burn_rate_after=report.burn_rate_after,
+        burn_after_window_s=report.burn_after_window_s,
     )
 
 

@@ -35,6 +35,25 @@ class SloOutcome:
     after_fault_s: float | None = None
     load_model: str | None = None  # "open" or "closed": the load that measured the SLO
     source: str = "load"  # or "prometheus": read from Prometheus (server side)
+    burn_rate_before: float | None = None  # Prometheus sides: before the method
+    burn_before_window_s: int | None = None
+    burn_rate_after: float | None = None  # and since the rollbacks ended
+    burn_after_window_s: int | None = None
+
+    @property
+    def measured_by(self) -> str:
+        """What measured the SLO, in a few words: the load model, or Prometheus with the
+        burn rates around the method."""
+        if self.source != "prometheus":
+            return self.load_model or "-"
+        parts = []
+        for rate, window, when in (
+            (self.burn_rate_before, self.burn_before_window_s, "before the method"),
+            (self.burn_rate_after, self.burn_after_window_s, "after the rollbacks"),
+        ):
+            if rate is not None and window is not None:
+                parts.append(f"burn rate {rate:.2f}x over the {window} s {when}")
+        return "Prometheus" + (f" ({'; '.join(parts)})" if parts else "")
 
     @property
     def breached(self) -> bool:

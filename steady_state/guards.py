@@ -38,8 +38,10 @@ __all__ = [
     "Guards",
     "TripCheck",
     "budget_shortfalls",
+    "burn_rate_at",
     "burn_rate_guard",
     "check_burn_rate",
+    "guarded",
     "parse_duration_s",
 ]
 
@@ -133,8 +135,17 @@ def _read(
     return evaluate(client, side.slo.model_copy(update={"window_s": window_s}), side.prometheus, t)
 
 
-def _guarded(sides: Sequence[ServerSideSlo]) -> list[ServerSideSlo]:
+def guarded(sides: Sequence[ServerSideSlo]) -> list[ServerSideSlo]:
+    """The sides with an error budget (availability and latency)."""
     return [side for side in sides if side.sli in GUARDED_SLIS]
+
+
+def burn_rate_at(
+    client: PrometheusClient, side: ServerSideSlo, window_s: int, t: float
+) -> float | None:
+    """The side's burn rate over the ``window_s`` seconds before ``t`` (None: no data)."""
+    reading = _read(client, side, window_s, t)
+    return None if reading.status.missing else reading.burn_rate
 
 
 def budget_shortfalls(
@@ -143,7 +154,7 @@ def budget_shortfalls(
     """Why the run must be skipped: one sentence per SLO whose budget left over the period is
     under the policy's minimum, or that Prometheus cannot tell; empty when every one may run."""
     problems = []
-    for side in _guarded(sides):
+    for side in guarded(sides):
         reading = _read(client, side, policy.period_s, t)
         if reading.status.missing or reading.burn_rate is None:
             problems.append(
@@ -179,7 +190,7 @@ def check_burn_rate(
     burn rate exceeds the threshold over both, or whose windows Prometheus cannot read."""
     rates = []
     reason = None
-    for side in _guarded(sides):
+    for side in guarded(sides):
         long_read = _read(client, side, policy.long_window_s, t)
         short_read = _read(client, side, policy.short_window_s, t)
         rates.append((side.name, long_read.burn_rate, short_read.burn_rate))

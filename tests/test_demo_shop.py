@@ -393,8 +393,10 @@ def test_a_supervisor_that_dies_at_start_is_reported_with_its_log(tmp_path: Path
 
 def test_a_service_that_never_gets_healthy_is_named_with_its_log(tmp_path: Path) -> None:
     (tmp_path / DB_FILE_NAME).mkdir()  # the orders service cannot open its database
+    # Long enough for a loaded machine to start orders-0 and log its error at least once
+    # (4 s once gave only the supervisor's lines).
     with pytest.raises(ShopStartError, match="orders-0") as caught:
-        start_shop(tmp_path, ShopKnobs(restart_delay_s=0.2), timeout_s=4)
+        start_shop(tmp_path, ShopKnobs(restart_delay_s=0.2), timeout_s=12)
     assert "sqlite3.OperationalError" in str(caught.value)
     assert "catalog-0" not in str(caught.value).splitlines()[0]
     leftovers = [

@@ -168,10 +168,18 @@ def test_a_frozen_catalog_breaches_both_sides_each_in_its_own_row(
     assert any(not r["met"] for r in readings)
     seconds = [int(r["t"]) for r in readings]
     assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
+    # The burn rate around the method: none before it, some after the rollbacks (504s
+    # that ended with the freeze are still in the window right after it) or none.
+    assert server_side["burn_rate_before"] == 0.0
+    assert server_side["burn_before_window_s"] == 5
+    assert server_side["burn_rate_after"] is not None and server_side["burn_after_window_s"] >= 1
+    assert "burn_rate_before" not in client_side or client_side["burn_rate_before"] is None
     # The reports show both rows.
     report = json.loads((run_dir / "report.json").read_text())
     assert "browse-availability.prometheus" in json.dumps(report)
-    assert "browse-availability.prometheus" in (run_dir / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert "browse-availability.prometheus" in html
+    assert "Prometheus (burn rate 0.00x over the 5 s before the method" in html
     assert workspace.outstanding_faults() == []
 
 

@@ -69,7 +69,7 @@ def test_every_report_says_which_load_measured_each_slo(open_run: Path) -> None:
     markdown = run_markdown(report)
     assert "**Load:** open model: 80 arrivals per second whatever the answers" in markdown
     assert "7 arrivals dropped at that bound (5 during the method)" in markdown
-    assert "| met | load model |" in markdown and "| open |" in markdown
+    assert "| met | measured by |" in markdown and "| open |" in markdown
 
     document = run_document(report)
     jsonschema.Draft202012Validator(load_schema("run-report")).validate(document)

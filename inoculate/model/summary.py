@@ -105,6 +105,13 @@ class SloSummary(_Part):
     # "load": measured from the load's samples (client side); "prometheus": read from
     # Prometheus (server side; the name ends in ".prometheus").
     source: Literal["load", "prometheus"] = "load"
+    # Prometheus sides of availability and latency SLOs: the burn rate over the window that
+    # ended as the method started, and over the seconds since the rollbacks ended (None: not
+    # read, or no data).
+    burn_rate_before: float | None = None
+    burn_before_window_s: int | None = None
+    burn_rate_after: float | None = None
+    burn_after_window_s: int | None = None
 
 
 NO_SLO_TO_DETECT = "no SLO declared, so nothing could detect it"

@@ -87,7 +87,7 @@ from inoculate.session.base_dir import base_dir_of_run
 from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
-from inoculate.steady_state.guards import burn_rate_guard
+from inoculate.steady_state.guards import burn_rate_at, burn_rate_guard, guarded
 from inoculate.steady_state.monitor import Evaluation, SloMonitor
 from inoculate.steady_state.prometheus import PrometheusClient
 from inoculate.steady_state.server_side import (
@@ -145,6 +145,7 @@ class RunSession(RunEventHandler):
         self.load: LocustLoad | None = None
         self.monitor: SloMonitor | None = None
         self.server_monitor: PrometheusMonitor | None = None
+        self.burn_rates: dict[str, tuple[int, int, float | None, float | None]] = {}
         self.setup_error: str | None = None
         self.method_window: list[float] = []
         self.reverted_at_start: list[dict[str, Any]] = []
@@ -205,6 +206,7 @@ class RunSession(RunEventHandler):
                 time.sleep(self.spec.settle_s)
             self.restoration = check_every_fault(self.ledger, self.run_dir)
             self.system_at_end = self._system_snapshot()
+            self.burn_rates = self._burn_rates_around_the_method()
         finally:
             self._stop_components()
         self.summary = self._judge(journal or self._journal or {})
@@ -522,6 +524,7 @@ class RunSession(RunEventHandler):
             restoration={i: (r.restored, r.detail) for i, r in self.restoration.items()},
             recovery_objective_s=self.spec.recovery_objective_s if self.spec else None,
             load=_load_facts(self.spec.load) if self.spec and self.spec.load else None,
+            burn_rates=self.burn_rates,
             extra={
                 "run_id": self.run_id,
                 "run_dir": str(self.run_dir),
@@ -536,6 +539,31 @@ class RunSession(RunEventHandler):
             },
         )
         return summarize(facts)
+
+    def _burn_rates_around_the_method(
+        self,
+    ) -> dict[str, tuple[int, int, float | None, float | None]]:
+        """Each guarded Prometheus side's burn rate over the window before the method (the
+        burn-rate guard's long window, or the SLO's own) and over the seconds since the
+        rollbacks ended (at most as long)."""
+        spec = self.spec
+        if spec is None or spec.prometheus is None or not self.method_window:
+            return {}
+        policy = spec.guards.burn_rate if spec.guards is not None else None
+        now = time.time()
+        since_rollbacks = int(now - (self.rollbacks_ended_at or now))
+        rates = {}
+        try:
+            with PrometheusClient(spec.prometheus) as client:
+                for side in guarded(server_side_slos(spec.slos)):
+                    window = policy.long_window_s if policy is not None else side.window_s
+                    after_s = max(1, min(window, since_rollbacks))
+                    before = burn_rate_at(client, side, window, self.method_window[0])
+                    after = burn_rate_at(client, side, after_s, now)
+                    rates[side.name] = (window, after_s, before, after)
+        except Exception:  # a figure of the report, never a reason to lose the verdict
+            logger.exception("reading the burn rates around the method failed")
+        return rates
 
     def _judged_slos(self) -> list[Any]:
         """The load's SLOs (when there is load), then the SLOs' Prometheus sides."""

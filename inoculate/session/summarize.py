@@ -64,6 +64,11 @@ class RunFacts:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # The load section's description (LoadSummary fields but the counts), None without load.
     load: Mapping[str, Any] | None = None
+    # Per Prometheus side: the window before the method and the seconds after the rollbacks
+    # its burn rates were read over, and those burn rates.
+    burn_rates: Mapping[str, tuple[int, int, float | None, float | None]] = field(
+        default_factory=dict
+    )
 
 
 def summarize(facts: RunFacts) -> RunSummary:
@@ -144,6 +149,7 @@ def _slo_report(
         "unit": slo.unit,
         "window_s": slo.window_s,
         "source": "prometheus" if server_side else "load",
+        **_burn_rates(facts.burn_rates.get(slo.name)),
         "met": not in_method
         and _probed(facts.probe_verdicts_before, slo.name) is not False
         and _probed(facts.probe_verdicts_after, slo.name) is not False,
@@ -338,6 +344,18 @@ def _intervals(seconds: Sequence[int]) -> list[dict[str, int]]:
         else:
             intervals.append({"start": t, "end": t})
     return intervals
+
+
+def _burn_rates(rates: tuple[int, int, float | None, float | None] | None) -> dict[str, Any]:
+    if rates is None:
+        return {}
+    before_s, after_s, before, after = rates
+    return {
+        "burn_rate_before": None if before is None else round(before, 3),
+        "burn_before_window_s": before_s,
+        "burn_rate_after": None if after is None else round(after, 3),
+        "burn_after_window_s": after_s,
+    }
 
 
 def _worst(slo: Slo | ServerSideSlo, values: Sequence[float | None]) -> float | None:
