@@ -9,30 +9,42 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 import yaml
 
+from inoculate.demo.shop.client import ShopHandle, start_shop
+from inoculate.demo.shop.knobs import ShopKnobs
 from inoculate.steady_state.prometheus import PrometheusClient, PrometheusSource
-from tests.support import wait_for
+from tests.support import REPO, wait_for
 
 __all__ = [
     "PrometheusServer",
+    "Scraped",
+    "catalog_pattern",
     "free_port",
+    "frozen_catalog_experiment",
     "host_port",
     "require_prometheus",
+    "scraped_shop",
     "start_prometheus",
 ]
 
 PROMETHEUS = shutil.which("prometheus")
+LOCUSTFILE = REPO / "experiments" / "shop" / "locustfile.py"
+BROWSE = 'job="shop-gateway",route="/products",method="GET"'
 START_TIMEOUT_S = 30.0
 
 
@@ -119,3 +131,92 @@ def _ready(server: PrometheusServer) -> bool:
 
 def host_port(url: str) -> str:
     return urlsplit(url).netloc
+
+
+@dataclass
+class Scraped:
+    shop: ShopHandle
+    prometheus: PrometheusServer
+
+
+@contextlib.contextmanager
+def scraped_shop(root: Path) -> Iterator[Scraped]:
+    """A shop whose gateway gives up on the catalog after 0.3 s (504), with no restarts,
+    scraped every second by a Prometheus of its own; both stopped on the way out."""
+    require_prometheus()
+    knobs = ShopKnobs(restart=False, gateway_timeout_s=0.3, gateway_retries=0)
+    shop = start_shop(root / "shop", knobs, 30)
+    prometheus = None
+    try:
+        prometheus = start_prometheus(
+            root / "prometheus", {"shop-gateway": [host_port(shop.gateway_url)]}
+        )
+        with prometheus.client() as client:
+            wait_for(lambda: client.query("up", time.time()).samples, 10, "a first scrape")
+        yield Scraped(shop, prometheus)
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        with contextlib.suppress(Exception):
+            for instance in shop.state().services.values():
+                if instance.pid is not None:
+                    os.kill(instance.pid, signal.SIGCONT)
+        shop.stop()
+
+
+def catalog_pattern(shop: ShopHandle) -> str:
+    pid = shop.state().instance("catalog-0").pid
+    return re.escape(" ".join(psutil.Process(pid).cmdline()))
+
+
+def frozen_catalog_experiment(
+    path: Path,
+    prometheus_url: str,
+    host: str,
+    pattern: str,
+    *,
+    total: str | None = None,
+    guards: dict | None = None,  # type: ignore[type-arg]
+    freeze_s: float = 6,
+    pause_s: float = 2,
+) -> Path:
+    browse_sli = {
+        "good": f'shop_http_requests_total{{{BROWSE},status=~"2.."}}',
+        "total": total or f"shop_http_requests_total{{{BROWSE}}}",
+        "jobs": ["shop-gateway"],
+    }
+    experiment = {
+        "title": "Test - a frozen catalog seen from the load and from Prometheus",
+        "description": "Both sides of the browse SLO must see the 504s.",
+        "controls": [{"name": "inoculate", "provider": {
+            "type": "python", "module": "inoculate.extensions.control"}}],
+        "runtime": {"rollbacks": {"strategy": "always"}},
+        "extensions": [{
+            "name": "inoculate",
+            "prometheus": {"url": prometheus_url},
+            **({"guards": guards} if guards else {}),
+            "load": {"locustfile": str(LOCUSTFILE), "host": host, "model": "open",
+                     "rate_rps": 60, "max_in_flight": 200, "warmup_s": 2,
+                     "request_timeout_s": 2.0},
+            "slos": [{"name": "browse-availability", "sli": "availability",
+                      "endpoint": "GET /products", "objective": 99.0, "window_s": 5,
+                      "prometheus": browse_sli}],
+        }],
+        "steady-state-hypothesis": {"title": "Browsing meets its SLO", "probes": [{
+            "type": "probe", "name": "browse-slos-met",
+            "tolerance": {"type": "jsonpath", "path": "$.met", "expect": True},
+            "provider": {"type": "python", "module": "inoculate.steady_state.probes",
+                         "func": "slos_met"}}]},
+        "method": [{
+            "type": "action", "name": "freeze-catalog",
+            "provider": {"type": "python", "module": "inoculate.extensions.process",
+                         "func": "freeze",
+                         "arguments": {"pattern": pattern, "duration_s": freeze_s}},
+            "pauses": {"after": pause_s}}],
+        "rollbacks": [{
+            "type": "action", "name": "thaw-catalog",
+            "provider": {"type": "python", "module": "inoculate.extensions.process",
+                         "func": "thaw", "arguments": {"pattern": pattern}}}],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    return path

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -25,119 +21,34 @@ import pytest
 import requests
 import yaml
 
-from inoculate.demo.shop.client import ShopHandle, start_shop
-from inoculate.demo.shop.knobs import ShopKnobs
+from inoculate.demo.shop.client import ShopHandle
 from tests.prometheus_support import (
-    PrometheusServer,
+    Scraped,
+    catalog_pattern,
     free_port,
-    host_port,
-    require_prometheus,
-    start_prometheus,
+    frozen_catalog_experiment,
+    scraped_shop,
 )
-from tests.support import REPO, Workspace, wait_for
+from tests.support import Workspace, wait_for
 
 pytestmark = pytest.mark.integration
-
-LOCUSTFILE = REPO / "experiments" / "shop" / "locustfile.py"
-BROWSE = 'job="shop-gateway",route="/products",method="GET"'
-
-
-@dataclass
-class Scraped:
-    shop: ShopHandle
-    prometheus: PrometheusServer
 
 
 @pytest.fixture
 def scraped(tmp_path: Path) -> Iterator[Scraped]:
     """A shop whose gateway gives up on the catalog after 0.3 s (504), scraped each second."""
-    require_prometheus()
-    knobs = ShopKnobs(restart=False, gateway_timeout_s=0.3, gateway_retries=0)
-    shop = start_shop(tmp_path / "shop", knobs, 30)
-    prometheus = None
-    try:
-        prometheus = start_prometheus(
-            tmp_path / "prometheus", {"shop-gateway": [host_port(shop.gateway_url)]}
-        )
-        with prometheus.client() as client:
-            wait_for(lambda: client.query("up", time.time()).samples, 10, "a first scrape")
-        yield Scraped(shop, prometheus)
-    finally:
-        if prometheus is not None:
-            prometheus.stop()
-        with contextlib.suppress(Exception):
-            for instance in shop.state().services.values():
-                if instance.pid is not None:
-                    os.kill(instance.pid, signal.SIGCONT)
-        shop.stop()
-
-
-def _catalog_pattern(shop: ShopHandle) -> str:
-    pid = shop.state().instance("catalog-0").pid
-    return re.escape(" ".join(psutil.Process(pid).cmdline()))
-
-
-def _experiment(
-    path: Path,
-    prometheus_url: str,
-    host: str,
-    pattern: str,
-    *,
-    total: str | None = None,
-    guards: dict | None = None,  # type: ignore[type-arg]
-    freeze_s: float = 6,
-    pause_s: float = 2,
-) -> Path:
-    browse_sli = {
-        "good": f'shop_http_requests_total{{{BROWSE},status=~"2.."}}',
-        "total": total or f"shop_http_requests_total{{{BROWSE}}}",
-        "jobs": ["shop-gateway"],
-    }
-    experiment = {
-        "title": "Test - a frozen catalog seen from the load and from Prometheus",
-        "description": "Both sides of the browse SLO must see the 504s.",
-        "controls": [{"name": "inoculate", "provider": {
-            "type": "python", "module": "inoculate.extensions.control"}}],
-        "runtime": {"rollbacks": {"strategy": "always"}},
-        "extensions": [{
-            "name": "inoculate",
-            "prometheus": {"url": prometheus_url},
-            **({"guards": guards} if guards else {}),
-            "load": {"locustfile": str(LOCUSTFILE), "host": host, "model": "open",
-                     "rate_rps": 60, "max_in_flight": 200, "warmup_s": 2,
-                     "request_timeout_s": 2.0},
-            "slos": [{"name": "browse-availability", "sli": "availability",
-                      "endpoint": "GET /products", "objective": 99.0, "window_s": 5,
-                      "prometheus": browse_sli}],
-        }],
-        "steady-state-hypothesis": {"title": "Browsing meets its SLO", "probes": [{
-            "type": "probe", "name": "browse-slos-met",
-            "tolerance": {"type": "jsonpath", "path": "$.met", "expect": True},
-            "provider": {"type": "python", "module": "inoculate.steady_state.probes",
-                         "func": "slos_met"}}]},
-        "method": [{
-            "type": "action", "name": "freeze-catalog",
-            "provider": {"type": "python", "module": "inoculate.extensions.process",
-                         "func": "freeze",
-                         "arguments": {"pattern": pattern, "duration_s": freeze_s}},
-            "pauses": {"after": pause_s}}],
-        "rollbacks": [{
-            "type": "action", "name": "thaw-catalog",
-            "provider": {"type": "python", "module": "inoculate.extensions.process",
-                         "func": "thaw", "arguments": {"pattern": pattern}}}],
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(experiment, sort_keys=False))
-    return path
+    with scraped_shop(tmp_path) as stack:
+        yield stack
 
 
 def test_a_frozen_catalog_breaches_both_sides_each_in_its_own_row(
     workspace: Workspace, scraped: Scraped, tmp_path: Path
 ) -> None:
-    experiment = _experiment(
+    experiment = frozen_catalog_experiment(
         tmp_path / "freeze.yaml",
         scraped.prometheus.url,
         scraped.shop.gateway_url,
-        _catalog_pattern(scraped.shop),
+        catalog_pattern(scraped.shop),
     )
     result = workspace.run("run", str(experiment), timeout=240)
     assert result.code == 1, result.stdout + result.stderr
@@ -187,7 +98,9 @@ def test_an_unreachable_prometheus_is_bad_input_and_starts_nothing(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
-    experiment = _experiment(tmp_path / "e.yaml", nobody, "http://127.0.0.1:9", "nothing-x")
+    experiment = frozen_catalog_experiment(
+        tmp_path / "e.yaml", nobody, "http://127.0.0.1:9", "nothing-x"
+    )
     result = workspace.run("run", str(experiment))
     assert result.code == 2, result.stdout + result.stderr
     assert "extensions[0].prometheus.url" in result.stderr
@@ -199,11 +112,11 @@ def test_an_unreachable_prometheus_is_bad_input_and_starts_nothing(
 def test_a_query_that_does_not_parse_names_its_field_and_starts_nothing(
     workspace: Workspace, scraped: Scraped, tmp_path: Path
 ) -> None:
-    experiment = _experiment(
+    experiment = frozen_catalog_experiment(
         tmp_path / "e.yaml",
         scraped.prometheus.url,
         scraped.shop.gateway_url,
-        _catalog_pattern(scraped.shop),
+        catalog_pattern(scraped.shop),
         total="shop_http_requests_total{route=",
     )
     result = workspace.run("validate", str(experiment))
@@ -215,11 +128,11 @@ def test_a_query_that_does_not_parse_names_its_field_and_starts_nothing(
 def test_prometheus_lost_during_the_run_is_a_breach_not_a_pass(
     workspace: Workspace, scraped: Scraped, tmp_path: Path
 ) -> None:
-    experiment = _experiment(
+    experiment = frozen_catalog_experiment(
         tmp_path / "lost.yaml",
         scraped.prometheus.url,
         scraped.shop.gateway_url,
-        _catalog_pattern(scraped.shop),
+        catalog_pattern(scraped.shop),
     )
     document = yaml.safe_load(experiment.read_text())
     # A harmless method: the catalog is not touched, only Prometheus goes away.
@@ -280,11 +193,11 @@ def test_too_little_error_budget_left_skips_the_run_before_anything_starts(
 ) -> None:
     _browse_errors(scraped.shop, 4)
     time.sleep(1.5)  # scraped
-    experiment = _experiment(
+    experiment = frozen_catalog_experiment(
         tmp_path / "budget.yaml",
         scraped.prometheus.url,
         scraped.shop.gateway_url,
-        _catalog_pattern(scraped.shop),
+        catalog_pattern(scraped.shop),
         guards={"error_budget": {"period": "2m", "min_remaining_percent": 50}},
     )
     result = workspace.run("run", str(experiment))
@@ -300,11 +213,11 @@ def test_too_little_error_budget_left_skips_the_run_before_anything_starts(
 def test_the_burn_rate_guard_aborts_the_run_and_the_fault_is_reverted(
     workspace: Workspace, scraped: Scraped, tmp_path: Path
 ) -> None:
-    experiment = _experiment(
+    experiment = frozen_catalog_experiment(
         tmp_path / "guarded.yaml",
         scraped.prometheus.url,
         scraped.shop.gateway_url,
-        _catalog_pattern(scraped.shop),
+        catalog_pattern(scraped.shop),
         guards={"burn_rate": {"long_window_s": 10, "short_window_s": 2, "threshold": 5}},
         freeze_s=40,
         pause_s=0,
