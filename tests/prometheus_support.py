@@ -31,6 +31,8 @@ from inoculate.steady_state.prometheus import PrometheusClient, PrometheusSource
 from tests.support import REPO, wait_for
 
 __all__ = [
+    "BROWSE",
+    "LOCUSTFILE",
     "PrometheusServer",
     "Scraped",
     "catalog_pattern",
