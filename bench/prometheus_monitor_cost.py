@@ -17,15 +17,11 @@ medians of ``--seconds`` seconds.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,7 +31,7 @@ from inoculate.steady_state.samples import SliSample  # noqa: E402
 from inoculate.steady_state.server_side import PrometheusMonitor, server_side_slos  # noqa: E402
 from inoculate.steady_state.slo import parse_slos  # noqa: E402
 from inoculate.steady_state.store import SliStore  # noqa: E402
-from tests.prometheus_support import BROWSE, scraped_shop  # noqa: E402
+from tests.prometheus_support import BROWSE, browsing, scraped_shop  # noqa: E402
 from tests.synthetic import SHOP_ENDPOINTS, write_synthetic_run  # noqa: E402
 
 SLOS = [
@@ -54,32 +50,18 @@ POLLS_PER_SECOND = 20
 def prometheus_cpu(root: Path, seconds: int) -> float:
     """CPU ms per second of run reading the SLOs from Prometheus."""
     slos = list(parse_slos(SLOS))
-    with scraped_shop(root) as stack:
-        stop = threading.Event()
-
-        def browse() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(requests.RequestException):
-                    requests.get(f"{stack.shop.gateway_url}/products", timeout=2)
-                time.sleep(0.05)
-
-        worker = threading.Thread(target=browse, daemon=True)
-        worker.start()
+    with scraped_shop(root) as stack, browsing(stack.shop, pause_s=0.05):
         time.sleep(12)  # a full window of data
         monitor = PrometheusMonitor(
             server_side_slos(slos), stack.prometheus.client(), root / "prometheus.jsonl"
         )
         cpu = []
-        try:
-            for _ in range(seconds):
-                now = time.time()
-                time.sleep(int(now) + 1.1 - now)
-                started = time.process_time()
-                monitor.evaluate_second(int(time.time()) - 1)
-                cpu.append((time.process_time() - started) * 1000)
-        finally:
-            stop.set()
-            worker.join(timeout=5)
+        for _ in range(seconds):
+            now = time.time()
+            time.sleep(int(now) + 1.1 - now)
+            started = time.process_time()
+            monitor.evaluate_second(int(time.time()) - 1)
+            cpu.append((time.process_time() - started) * 1000)
     return statistics.median(cpu)
 
 

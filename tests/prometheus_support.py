@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "LOCUSTFILE",
     "PrometheusServer",
     "Scraped",
+    "browsing",
     "catalog_pattern",
     "free_port",
     "frozen_catalog_experiment",
@@ -42,6 +44,7 @@ __all__ = [
     "require_prometheus",
     "scraped_shop",
     "start_prometheus",
+    "stop_shop_and_prometheus",
 ]
 
 PROMETHEUS = shutil.which("prometheus")
@@ -157,13 +160,38 @@ def scraped_shop(root: Path) -> Iterator[Scraped]:
             wait_for(lambda: client.query("up", time.time()).samples, 10, "a first scrape")
         yield Scraped(shop, prometheus)
     finally:
-        if prometheus is not None:
-            prometheus.stop()
-        with contextlib.suppress(Exception):
-            for instance in shop.state().services.values():
-                if instance.pid is not None:
-                    os.kill(instance.pid, signal.SIGCONT)
-        shop.stop()
+        stop_shop_and_prometheus(shop, prometheus)
+
+
+def stop_shop_and_prometheus(shop: ShopHandle, prometheus: PrometheusServer | None) -> None:
+    """Stop both, the shop's frozen processes thawed first so that they can stop."""
+    if prometheus is not None:
+        prometheus.stop()
+    with contextlib.suppress(Exception):
+        for instance in shop.state().services.values():
+            if instance.pid is not None:
+                os.kill(instance.pid, signal.SIGCONT)
+    shop.stop()
+
+
+@contextlib.contextmanager
+def browsing(shop: ShopHandle, pause_s: float = 0.02) -> Iterator[None]:
+    """Browse the shop's products from a thread while the block runs."""
+    stop = threading.Event()
+
+    def browse() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"{shop.gateway_url}/products", timeout=2)
+            time.sleep(pause_s)
+
+    worker = threading.Thread(target=browse, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def catalog_pattern(shop: ShopHandle) -> str:

@@ -9,21 +9,19 @@ exit 2, nothing started) and during it (missing data is a breach, never "met").
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-import requests
 import yaml
 
 from inoculate.demo.shop.client import ShopHandle
 from tests.prometheus_support import (
     Scraped,
+    browsing,
     catalog_pattern,
     free_port,
     frozen_catalog_experiment,
@@ -167,25 +165,14 @@ def test_prometheus_lost_during_the_run_is_a_breach_not_a_pass(
 def _browse_errors(shop: ShopHandle, seconds: float) -> None:
     """Browse the shop for ``seconds`` with its catalog frozen: the gateway answers 504s."""
     catalog = psutil.Process(shop.state().instance("catalog-0").pid)
-    stop = threading.Event()
-
-    def browse() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(requests.RequestException):
-                requests.get(f"{shop.gateway_url}/products", timeout=2)
-            time.sleep(0.02)
-
-    worker = threading.Thread(target=browse, daemon=True)
-    worker.start()
-    try:
+    with browsing(shop):
         time.sleep(2)  # some answers first: the series exist
         catalog.suspend()
-        time.sleep(seconds)
-    finally:
-        catalog.resume()
+        try:
+            time.sleep(seconds)
+        finally:
+            catalog.resume()
         time.sleep(2)
-        stop.set()
-        worker.join(timeout=5)
 
 
 def test_too_little_error_budget_left_skips_the_run_before_anything_starts(

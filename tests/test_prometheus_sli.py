@@ -55,6 +55,7 @@ from tests.prometheus_support import (
     host_port,
     require_prometheus,
     start_prometheus,
+    stop_shop_and_prometheus,
 )
 from tests.support import wait_for
 
@@ -261,13 +262,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_for(every_job_scraped, 10, "a first scrape of every job")
             yield Stack(shop, prometheus, client)
     finally:
-        if prometheus is not None:
-            prometheus.stop()
-        with contextlib.suppress(Exception):
-            for instance in shop.state().services.values():
-                if instance.pid is not None:
-                    os.kill(instance.pid, signal.SIGCONT)
-        shop.stop()
+        stop_shop_and_prometheus(shop, prometheus)
 
 
 @pytest.fixture
