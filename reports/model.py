@@ -404,6 +404,10 @@ def _slo_specs(run: RunData) -> dict[str, Mapping[str, Any]]:
     for extension in run.experiment.get("extensions") or []:
         if isinstance(extension, Mapping) and extension.get("name") == "inoculate":
             declared = extension.get("slos") or []
+    if not isinstance(declared, list) or any(
+        isinstance(d, Mapping) and "openslo" in d for d in declared
+    ):
+        declared = []  # SLOs from an OpenSLO file: inoculate.json holds them as read
     if not declared:
         parsed = run.directory / "inoculate.json"
         if run.kind == "inoculate" and parsed.is_file():

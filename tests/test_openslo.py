@@ -546,17 +546,38 @@ def test_a_name_that_is_not_a_dns_label_is_not_exported() -> None:
     assert documents == [] and "its name is not a DNS label" in skipped[0].reason
 
 
-def test_an_experiment_cannot_name_an_openslo_file_yet(tmp_path: Path) -> None:
-    # Not wired: runs do not read Prometheus SLIs yet, so `slos: {openslo: FILE}` is refused.
+def test_an_experiment_s_slos_can_come_from_an_openslo_file(tmp_path: Path) -> None:
+    from inoculate.experiment.spec import InoculateSpec, with_openslo_expanded
+
+    experiment = yaml.safe_load(EXPORTABLE.read_text())
+    block = {**experiment["extensions"][0], "slos": {"openslo": "shop.yaml"}}
+    block.pop("prometheus", None)
+    (tmp_path / "shop.yaml").write_text(SHOP.read_text())
+    spec = InoculateSpec.model_validate(with_openslo_expanded(block, tmp_path))
+    assert [slo.name for slo in spec.slos] == [o.slo.name for o in read_openslo(SHOP)]
+    assert all(slo.prometheus is not None for slo in spec.slos)
+    assert spec.prometheus is not None and spec.prometheus.url == "http://127.0.0.1:9090"
+    # Beside inline SLOs, in a list; the block's own server wins over the file's.
+    inline = {"name": "inline", "sli": "availability", "objective": 99, "window_s": 5}
+    mixed = {**block, "slos": [inline, {"openslo": str(tmp_path / "shop.yaml")}],
+             "prometheus": {"url": "http://127.0.0.1:19090"}}  # fmt: skip
+    spec = InoculateSpec.model_validate(with_openslo_expanded(mixed, Path("/")))
+    assert spec.slos[0].name == "inline" and len(spec.slos) == 1 + len(read_openslo(SHOP))
+    assert spec.prometheus is not None and spec.prometheus.url == "http://127.0.0.1:19090"
+
+
+def test_an_openslo_file_an_experiment_names_is_checked_like_one(tmp_path: Path) -> None:
     from inoculate.experiment.validation import validate_experiment
 
     experiment = yaml.safe_load(EXPORTABLE.read_text())
-    experiment["extensions"][0]["slos"] = {"openslo": str(SHOP)}
+    experiment["extensions"][0]["slos"] = {"openslo": "bad.yaml"}
+    (tmp_path / "bad.yaml").write_text(SHOP.read_text().replace("openslo/v1", "openslo/v1alpha", 1))
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(experiment))
     with pytest.raises(ExperimentInvalid) as caught:
         validate_experiment(path)
-    assert any(e.field == "extensions[0].slos" for e in caught.value.errors)
+    assert str(tmp_path / "bad.yaml") in str(caught.value)
+    assert "v1alpha is not supported; expected openslo/v1" in str(caught.value)
 
 
 def test_the_demo_experiments_have_nothing_to_export() -> None:

@@ -20,6 +20,7 @@ import yaml
 
 from inoculate.demo.shop.client import ShopHandle
 from tests.prometheus_support import (
+    BROWSE,
     Scraped,
     browsing,
     catalog_pattern,
@@ -225,3 +226,59 @@ def test_the_burn_rate_guard_aborts_the_run_and_the_fault_is_reverted(
     catalog = psutil.Process(scraped.shop.state().instance("catalog-0").pid)
     assert catalog.status() != psutil.STATUS_STOPPED
     assert workspace.outstanding_faults() == []
+
+
+def test_slos_from_an_openslo_file_are_measured_like_inline_ones(
+    workspace: Workspace, scraped: Scraped, tmp_path: Path
+) -> None:
+    # The browse SLO, as OpenSLO beside the experiment: its Prometheus is the file's.
+    openslo = f"""
+apiVersion: openslo/v1
+kind: DataSource
+metadata: {{name: test-prometheus}}
+spec: {{type: Prometheus, connectionDetails: {{url: "{scraped.prometheus.url}"}}}}
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: browse-availability
+  annotations: {{inoculate.io/window-s: "5", inoculate.io/endpoint: "GET /products"}}
+spec:
+  service: shop
+  budgetingMethod: Occurrences
+  indicator:
+    metadata: {{name: browse-good}}
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            metricSourceRef: test-prometheus
+            spec: {{query: 'shop_http_requests_total{{{BROWSE},status=~"2.."}}'}}
+        total:
+          metricSource:
+            metricSourceRef: test-prometheus
+            spec: {{query: 'shop_http_requests_total{{{BROWSE}}}'}}
+  objectives: [{{displayName: browsing, target: 0.99}}]
+"""
+    (tmp_path / "browse.openslo.yaml").write_text(openslo)
+    experiment = frozen_catalog_experiment(
+        tmp_path / "from-openslo.yaml",
+        scraped.prometheus.url,
+        scraped.shop.gateway_url,
+        catalog_pattern(scraped.shop),
+    )
+    document = yaml.safe_load(experiment.read_text())
+    block = document["extensions"][0]
+    del block["prometheus"]
+    block["slos"] = {"openslo": "browse.openslo.yaml"}
+    experiment.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = workspace.run("run", str(experiment), timeout=240)
+    assert result.code == 1, result.stdout + result.stderr
+    [run_dir] = [p for p in result.out_dir.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["slos"]}
+    assert list(rows) == ["browse-availability", "browse-availability.prometheus"]
+    assert all(row["breached_during_method"] for row in rows.values())
+    assert rows["browse-availability"]["objective"] == 99.0
+    assert "browse-availability.prometheus" in (run_dir / "report.html").read_text()

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from inoculate.experiment.openslo import read_openslo
 from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import InputFileError
 from inoculate.model.files import read_text_bounded
@@ -49,6 +50,7 @@ __all__ = [
     "locustfile_problem",
     "parse_extension",
     "substitute_block",
+    "with_openslo_expanded",
 ]
 
 EXTENSION_NAME = "inoculate"
@@ -187,17 +189,52 @@ def find_extension(experiment: Mapping[str, Any]) -> tuple[int, Mapping[str, Any
 
 
 def parse_extension(
-    experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None = None
+    experiment: Mapping[str, Any],
+    configuration: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
 ) -> InoculateSpec | None:
-    """Parse the ``inoculate`` extension (raises pydantic's ``ValidationError``), or None.
+    """Parse the ``inoculate`` extension (raises pydantic's ``ValidationError``, or
+    ``ExperimentInvalid`` for an OpenSLO file it names), or None.
 
     ``${name}`` forms are substituted from the configuration first, as chaoslib does for
-    activity arguments, so ``--var`` can set e.g. ``load.host``.
+    activity arguments, so ``--var`` can set e.g. ``load.host``; ``{openslo: FILE}`` in
+    ``slos`` is read relative to ``base_dir`` (the experiment's folder).
     """
     found = find_extension(experiment)
     if found is None:
         return None
-    return InoculateSpec.model_validate(substitute_block(found[1], configuration))
+    block = substitute_block(found[1], configuration)
+    return InoculateSpec.model_validate(with_openslo_expanded(block, base_dir or Path.cwd()))
+
+
+def with_openslo_expanded(block: Any, base_dir: Path) -> Any:
+    """The block with each ``{openslo: FILE}`` of its ``slos`` (the whole of ``slos``, or an
+    item of the list) replaced by the SLOs the OpenSLO file declares, each with its
+    Prometheus SLI; the file's Prometheus ``DataSource`` is the block's ``prometheus`` when
+    the block names none. Raises ``ExperimentInvalid`` naming the OpenSLO file and field."""
+    if not isinstance(block, Mapping):
+        return block
+    slos = block.get("slos")
+    items = [slos] if _names_openslo(slos) else slos
+    if not isinstance(items, list) or not any(_names_openslo(item) for item in items):
+        return block
+    expanded: list[Any] = []
+    source = block.get("prometheus")
+    for item in items:
+        if not _names_openslo(item):
+            expanded.append(item)
+            continue
+        path = Path(str(item["openslo"]))
+        for objective in read_openslo(path if path.is_absolute() else base_dir / path):
+            declared = objective.slo.model_dump(mode="json", exclude={"prometheus"})
+            expanded.append({**declared, "prometheus": objective.sli.model_dump(mode="json")})
+            if source is None and objective.source is not None:
+                source = objective.source.model_dump(mode="json")
+    return {**block, "slos": expanded, **({"prometheus": source} if source else {})}
+
+
+def _names_openslo(item: Any) -> bool:
+    return isinstance(item, Mapping) and set(item) == {"openslo"}
 
 
 def substitute_block(raw: Mapping[str, Any], configuration: Mapping[str, Any] | None) -> Any:

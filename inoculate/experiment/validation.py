@@ -44,6 +44,7 @@ from inoculate.experiment.spec import (
     find_extension,
     locustfile_problem,
     substitute_block,
+    with_openslo_expanded,
 )
 from inoculate.model.errors import ExperimentInvalid, FieldError, SliSourceUnreachable
 from inoculate.steady_state.prometheus import PrometheusClient, check_queries
@@ -100,7 +101,7 @@ def validate_experiment(
     errors = list(_experiment_errors(experiment, names))
     errors.extend(runtime_errors(experiment.get("runtime")))
     errors.extend(control_errors(experiment.get("controls")))
-    spec, spec_errors = _parse_spec(experiment, names)
+    spec, spec_errors = _parse_spec(experiment, names, Path(path).resolve().parent)
     errors.extend(spec_errors)
     if spec is not None:
         errors.extend(_slo_reference_errors(experiment, spec))
@@ -275,7 +276,7 @@ def _static_configuration(
 
 
 def _parse_spec(
-    experiment: Mapping[str, Any], names: _Names
+    experiment: Mapping[str, Any], names: _Names, base_dir: Path
 ) -> tuple[InoculateSpec | None, list[FieldError]]:
     found = find_extension(experiment)
     if found is None:
@@ -285,7 +286,8 @@ def _parse_spec(
     undefined = list(undefined_references(where, raw, names.known, names.environment))
     undefined += secret_references(where, raw, names.secret_only)
     try:
-        spec = InoculateSpec.model_validate(substitute_block(raw, names.configuration))
+        block = with_openslo_expanded(substitute_block(raw, names.configuration), base_dir)
+        spec = InoculateSpec.model_validate(block)
     except ValidationError as exc:
         return None, undefined + [
             _pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()

@@ -45,7 +45,7 @@ from inoculate.faults.ledger import ledger_from_configuration
 from inoculate.faults.protocol import read_timeline, revert_outstanding
 from inoculate.load.driver import LocustLoad
 from inoculate.load.spec import LoadSpec
-from inoculate.model.errors import EmbeddedSystemError, LoadError
+from inoculate.model.errors import EmbeddedSystemError, ExperimentInvalid, LoadError
 from inoculate.model.files import write_json_atomic
 from inoculate.model.journal import failed_activities, hypothesis_met, slo_verdicts
 from inoculate.model.layout import (
@@ -115,10 +115,10 @@ class RunSession(RunEventHandler):
         self.experiment = experiment
         self.configuration = configuration
         self.title = str(experiment.get("title", "experiment"))
-        self.spec, self.spec_error = _parse_spec(experiment, configuration)
-        self.run_id = str(configuration.get(RUN_ID_CONFIG_KEY) or uuid.uuid4().hex[:12])
         self.base = base_dir_of_run(configuration, experiment)
         self.base_dir = self.base.path
+        self.spec, self.spec_error = _parse_spec(experiment, configuration, self.base_dir)
+        self.run_id = str(configuration.get(RUN_ID_CONFIG_KEY) or uuid.uuid4().hex[:12])
         self.run_dir = Path(
             configuration.get(RUN_DIR_CONFIG_KEY)
             or new_run_dir(self.title, Path(os.environ.get(RUNS_DIR_ENV_VAR, "runs")))
@@ -636,7 +636,7 @@ def _run_log_handlers() -> list[logging.Handler]:
 
 
 def _parse_spec(
-    experiment: Experiment, configuration: dict[str, Any]
+    experiment: Experiment, configuration: dict[str, Any], base_dir: Path
 ) -> tuple[InoculateSpec | None, str | None]:
     # `inoculate run` validated the block; under a plain `chaos run` a `${name}` that is a
     # secret (or nothing) would reach Locust as its literal text: refuse it here too.
@@ -650,8 +650,8 @@ def _parse_spec(
         if problems:
             return None, "invalid inoculate extension: " + "; ".join(map(str, problems))
     try:
-        return parse_extension(experiment, configuration), None
-    except ValidationError as exc:
+        return parse_extension(experiment, configuration, base_dir), None
+    except (ValidationError, ExperimentInvalid) as exc:
         return None, f"invalid inoculate extension: {exc}"
 
 
