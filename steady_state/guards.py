@@ -136,8 +136,13 @@ def _read(
 
 
 def guarded(sides: Sequence[ServerSideSlo]) -> list[ServerSideSlo]:
-    """The sides with an error budget (availability and latency)."""
-    return [side for side in sides if side.sli in GUARDED_SLIS]
+    """The sides with an error budget: availability, and latency read as a share (a
+    ``histogram_quantile`` estimate gives no share of slow requests)."""
+    return [
+        side
+        for side in sides
+        if side.sli in GUARDED_SLIS and (side.sli != "latency" or side.reads_share)
+    ]
 
 
 def burn_rate_at(

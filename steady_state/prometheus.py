@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from fractions import Fraction
 
 import requests
@@ -78,6 +79,7 @@ __all__ = [
     "evaluate",
     "latency_measure",
     "parse_prometheus_sli",
+    "quantile_measure",
     "queries",
     "throughput_measure",
 ]
@@ -109,9 +111,14 @@ def parse_prometheus_sli(data: object, source: str, where: str) -> PrometheusSli
         raise ExperimentInvalid(source, errors, what="Prometheus SLI") from exc
 
 
-def queries(sli: PrometheusSli, window_s: int) -> dict[str, str]:
-    """The PromQL each field of ``sli`` is read with over ``window_s``, keyed by field name."""
+def queries(sli: PrometheusSli, window_s: int, percentile: float = 95.0) -> dict[str, str]:
+    """The PromQL each field of ``sli`` is read with over ``window_s``, keyed by field name
+    (``percentile``: a latency SLO's, for ``read_as: quantile``)."""
     window = f"[{int(window_s)}s]"
+    if isinstance(sli, LatencySli) and sli.read_as == "quantile":
+        rate = f"sum by (le) (rate({sli.histogram}_bucket{sli.selector}{window}))"
+        quantile = Decimal(repr(float(percentile))) / 100  # 99.9 -> 0.999 exactly
+        return {"quantile": f"histogram_quantile({quantile}, {rate})"}
     if isinstance(sli, AvailabilitySli):
         named = {"total": sli.total, "good": sli.good, "bad": sli.bad}
         return {
@@ -346,6 +353,23 @@ def latency_measure(buckets: dict[str, float], threshold_ms: float, percentile: 
     return Measure(float(share * 100), met, burn_rate, reason, float(total), warnings)
 
 
+def quantile_measure(seconds: float | None, threshold_ms: float, percentile: float) -> Measure:
+    """``histogram_quantile``'s estimate of the percentile (None: no request in the window)
+    against ``threshold_ms``; it gives no share of slow requests, so no burn rate."""
+    if seconds is None:
+        return Measure(None, False, None, NO_REQUESTS, 0.0)
+    value_ms = seconds * 1000
+    met = exact_decimal(value_ms) <= exact_decimal(threshold_ms)
+    reason = None
+    if not met:
+        reason = (
+            f"p{percentile:g} latency {value_ms:.3f} ms (histogram_quantile) is above "
+            f"{threshold_ms:g} ms"
+        )
+    warnings = ("histogram_quantile interpolates inside a bucket: an estimate",)
+    return Measure(value_ms, met, None, reason, 0.0, warnings)
+
+
 def throughput_measure(rate: float, min_rps: float) -> Measure:
     """Requests per second against the floor ``min_rps`` (slo.py's definition)."""
     met = exact_decimal(rate) >= exact_decimal(min_rps)
@@ -403,7 +427,7 @@ def evaluate(client: PrometheusClient, slo: Slo, sli: PrometheusSli, t: float) -
     """
     if not isinstance(sli, _SLI_FOR[type(slo)]):
         raise TypeError(f"SLO {slo.name!r} is a {slo.sli} SLO; its Prometheus SLI is {sli.sli}")
-    asked = queries(sli, slo.window_s)
+    asked = queries(sli, slo.window_s, getattr(slo, "percentile", 95.0))
 
     def missing(status: SliDataStatus, reason: str | None) -> PrometheusReading:
         return PrometheusReading(
@@ -431,7 +455,10 @@ def evaluate(client: PrometheusClient, slo: Slo, sli: PrometheusSli, t: float) -
 
 def _may_be_absent(name: str, answer: QueryResult) -> bool:
     # good/bad series are born at their first increment: absent means none (see the docstring).
-    return name in ("good", "bad") and answer.status is SliDataStatus.NO_SERIES
+    if name in ("good", "bad") and answer.status is SliDataStatus.NO_SERIES:
+        return True
+    # histogram_quantile of a window without requests is NaN: no requests, not a broken query.
+    return name == "quantile" and answer.error_type == "not_finite"
 
 
 def _measure(slo: Slo, answers: dict[str, QueryResult]) -> Measure:
@@ -444,6 +471,10 @@ def _measure(slo: Slo, answers: dict[str, QueryResult]) -> Measure:
             good = total - _value_or_zero(answers["bad"], "bad", warnings)
         measure = availability_measure(good, total, slo.objective)
         return replace(measure, warnings=tuple(warnings))
+    if isinstance(slo, LatencySlo) and "quantile" in answers:
+        answer = answers["quantile"]
+        seconds = answer.only_value() if answer.status is SliDataStatus.OK else None
+        return quantile_measure(seconds, slo.threshold_ms, slo.percentile)
     if isinstance(slo, LatencySlo):
         buckets = {labels.get("le", ""): value for labels, value in answers["histogram"].samples}
         return latency_measure(buckets, slo.threshold_ms, slo.percentile)

@@ -79,9 +79,16 @@ class AvailabilitySli(_SliBase):
 
 
 class LatencySli(_SliBase):
-    """Latency from a histogram: the share of requests under the SLO's threshold."""
+    """Latency from a histogram: the share of requests under the SLO's threshold, or the
+    percentile itself as ``histogram_quantile`` estimates it."""
 
     sli: Literal["latency"] = "latency"
+    read_as: Literal["share", "quantile"] = Field(
+        default="share",
+        description="share: the % of requests at or under the threshold (exact at a bucket "
+        "bound), which must reach the percentile; quantile: histogram_quantile's estimate of "
+        "the percentile (interpolated inside a bucket), which must not exceed the threshold.",
+    )
     histogram: str = Field(
         pattern=_METRIC_NAME,
         max_length=200,

@@ -33,7 +33,7 @@ from pathlib import Path
 from inoculate.model.layout import GUARDS_FILE
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.prometheus import PrometheusClient, PrometheusReading, evaluate
-from inoculate.steady_state.prometheus_spec import PrometheusSli
+from inoculate.steady_state.prometheus_spec import LatencySli, PrometheusSli
 from inoculate.steady_state.slo import LatencySlo, Slo, SloVerdict
 
 __all__ = [
@@ -91,19 +91,27 @@ class ServerSideSlo:
         return self.slo.window_s
 
     @property
+    def reads_share(self) -> bool:
+        """A latency SLO read as the share of requests under its threshold."""
+        return isinstance(self.prometheus, LatencySli) and self.prometheus.read_as == "share"
+
+    @property
     def target(self) -> float:
-        """The objective the value is compared with (a latency SLO's: its percentile)."""
-        return self.slo.percentile if isinstance(self.slo, LatencySlo) else self.slo.target
+        """The objective the value is compared with (a latency share's: the percentile)."""
+        if self.reads_share:
+            assert isinstance(self.slo, LatencySlo)
+            return self.slo.percentile
+        return self.slo.target
 
     @property
     def comparison(self) -> str:
         """How the value must compare with :attr:`target`."""
-        return ">=" if isinstance(self.slo, LatencySlo) else self.slo.comparison
+        return ">=" if self.reads_share else self.slo.comparison
 
     @property
     def unit(self) -> str:
-        """The value's unit (a latency SLO's: % of requests at or under the threshold)."""
-        return "%" if isinstance(self.slo, LatencySlo) else self.slo.unit
+        """The value's unit (a latency share's: % of requests at or under the threshold)."""
+        return "%" if self.reads_share else self.slo.unit
 
 
 def server_side_slos(slos: Iterable[Slo]) -> list[ServerSideSlo]:

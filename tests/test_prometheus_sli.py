@@ -491,6 +491,41 @@ def test_a_killed_catalog_breaks_availability_within_seconds(stack: Stack) -> No
     assert "shop-catalog/127.0.0.1:" in (down.reason or "")
 
 
+def test_a_latency_read_as_histogram_quantile_agrees_with_the_share_at_a_bucket_bound(
+    stack: Stack,
+) -> None:
+    client = stack.client
+    stop = threading.Event()
+    load = _load(f"{stack.shop.gateway_url}/products", stop, deadline_s=30)
+    histogram = {"histogram": "shop_http_request_duration_seconds", "selector": f"{{{BROWSE}}}"}
+    share_sli = LatencySli(**histogram)
+    quantile_sli = LatencySli(**histogram, read_as="quantile")
+    try:
+        wait_for(
+            lambda: evaluate(client, LatencySlo(name="l", percentile=95, threshold_ms=300,
+                             window_s=5), share_sli, time.time()).requests,
+            15, "browse requests in Prometheus",
+        )  # fmt: skip
+        now = time.time()
+        for threshold_ms in (0.5, 300.0):  # a bucket bound no request is under; one all are
+            slo = LatencySlo(name="l", percentile=95, threshold_ms=threshold_ms, window_s=5)
+            share = evaluate(client, slo, share_sli, now)
+            quantile = evaluate(client, slo, quantile_sli, now)
+            assert quantile.status is SliDataStatus.OK and quantile.value is not None
+            assert quantile.met == share.met, (threshold_ms, share, quantile)
+            assert quantile.burn_rate is None and "estimate" in quantile.warnings[0]
+            assert "histogram_quantile(0.95, sum by (le) (rate(" in quantile.queries["quantile"]
+    finally:
+        stop.set()
+        load.join(timeout=5)
+    nobody = LatencySli(histogram="shop_http_request_duration_seconds",
+                        selector='{route="/nowhere"}', read_as="quantile")  # fmt: skip
+    slo = LatencySlo(name="l", percentile=99.9, threshold_ms=300, window_s=5)
+    empty = evaluate(client, slo, nobody, time.time())
+    assert empty.status in (SliDataStatus.OK, SliDataStatus.NO_SERIES) and not empty.met
+    assert "histogram_quantile(0.999," in empty.queries["quantile"]
+
+
 def test_each_kind_of_missing_data_is_its_own_status(stack: Stack) -> None:
     client = stack.client
     now = time.time()

@@ -159,11 +159,17 @@ class InoculateSpec(BaseModel):
                 f"SLOs {server_side} are read from Prometheus: add "
                 "`prometheus: {url: http://HOST:PORT}` to the block"
             )
-        guarded = [s.name for s in self.slos if s.prometheus is not None and s.sli in GUARDED_SLIS]
+        guarded = [
+            s.name
+            for s in self.slos
+            if s.prometheus is not None
+            and s.sli in GUARDED_SLIS
+            and getattr(s.prometheus, "read_as", "share") == "share"
+        ]
         if self.guards is not None and not guarded:
             raise ValueError(
                 "`guards` watch the error budget of SLOs read from Prometheus: give an "
-                "availability or latency SLO a `prometheus` SLI"
+                "availability SLO, or a latency SLO read as a share, a `prometheus` SLI"
             )
         names = {slo.name for slo in self.slos}
         for name in server_side:
