@@ -176,6 +176,11 @@ def _no_form(slo: Slo, sli: PrometheusSli | None) -> str | None:
         )
     if isinstance(sli, LatencySli) and not sli.histogram.endswith("_seconds"):
         return f"the histogram {sli.histogram!r} is not in seconds; expected NAME_seconds"
+    if isinstance(sli, LatencySli) and sli.read_as == "quantile":
+        return (
+            "it is read as histogram_quantile, and an OpenSLO thresholdMetric is read back as "
+            "the share of requests under the threshold; expected read_as: share"
+        )
     return None
 
 
