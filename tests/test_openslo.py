@@ -724,3 +724,10 @@ def test_slo_export_refuses_a_bad_prometheus_sli(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "extensions[0].slos[1].prometheus.histogram: String should match pattern" in done.stderr
     assert "extensions[0].slos[0].prometheus" in done.stderr
+
+
+def test_a_latency_read_as_histogram_quantile_is_not_exported() -> None:
+    slo = LatencySlo(name="browse-latency", percentile=95, threshold_ms=300)
+    sli = LatencySli(histogram="shop_http_request_duration_seconds", read_as="quantile")
+    documents, skipped = openslo_documents([(slo, sli, "slos[0]")])
+    assert documents == [] and "read as histogram_quantile" in skipped[0].reason
