@@ -31,7 +31,12 @@ from inoculate.model.errors import RunDirectoryError, UnknownSloError
 from inoculate.model.layout import RUN_DIR_CONFIG_KEY, SAMPLES_FILE, SPEC_FILE
 from inoculate.steady_state.prometheus import PrometheusClient, evaluate
 from inoculate.steady_state.prometheus_spec import PrometheusSource
-from inoculate.steady_state.server_side import ServerSideSlo, reading_verdict, server_side_slos
+from inoculate.steady_state.server_side import (
+    ServerSideSlo,
+    judged,
+    reading_verdict,
+    server_side_slos,
+)
 from inoculate.steady_state.slo import (
     Slo,
     SloSet,
@@ -85,7 +90,11 @@ def slo_met(slo: str, configuration: Configuration = None) -> dict:
     spec = _load_spec(run_dir)
     load_side, server_side = _select(spec, [slo])
     if server_side:
-        return _read_server_side(spec, server_side)[0].to_json()
+        verdicts = _read_server_side(spec, server_side)
+        if not verdicts:  # missing data, and the SLI says to skip it
+            return {"name": server_side[0].name, "met": True, "judged": False,
+                    "reason": "no data from Prometheus; missing_data: skip"}  # fmt: skip
+        return verdicts[0].to_json()
     store = _load_store(run_dir)
     end_t = last_judged_second(store.latest_t(), time.time())
     return evaluate_slo(load_side[0], store.samples(), end_t).to_json()
@@ -202,10 +211,8 @@ def _read_server_side(spec: _RunSlos, sides: list[ServerSideSlo]) -> list[SloVer
         raise RunDirectoryError("the run's SLOs name Prometheus SLIs but no `prometheus` server")
     with PrometheusClient(spec.prometheus) as client:
         now = time.time()
-        return [
-            reading_verdict(evaluate(client, side.slo, side.prometheus, now), side)
-            for side in sides
-        ]
+        readings = [(evaluate(client, side.slo, side.prometheus, now), side) for side in sides]
+    return [reading_verdict(r, side) for r, side in readings if judged(r, side)]
 
 
 def _load_store(run_dir: Path) -> SliStore:

@@ -57,6 +57,12 @@ class _SliBase(BaseModel):
         description="Scrape jobs the SLI depends on: any of their targets with `up == 0` at "
         "the evaluation time, or a job without targets, is missing data.",
     )
+    missing_data: Literal["breach", "skip"] = Field(
+        default="breach",
+        description="What a second without data (no series, a failed scrape, a query error, "
+        "a timeout, the server gone) is: a breach (the default: never fly blind), or a "
+        "second not judged. The burn-rate guard trips on missing data either way.",
+    )
 
 
 def _selector_field(description: str, default: Any = ...) -> Any:

@@ -15,7 +15,8 @@ The server side of a latency SLO reads the *share of requests at or under the th
 second over the SLO's window, appends every reading to ``prometheus.jsonl`` and hands each
 second's verdicts on as an :class:`~inoculate.steady_state.monitor.Evaluation`, like the load
 monitor does. Missing data (no series, a failed scrape, a query error, a timeout, the server
-gone) is a verdict that is not met: a run never flies blind. With a ``guard`` (the burn-rate
+gone) is a verdict that is not met, unless the SLI says ``missing_data: skip`` (that second
+is then not judged, and its reading is still written). With a ``guard`` (the burn-rate
 guard of :mod:`inoculate.steady_state.guards`), each second's check while ``guard_armed``
 says so is appended to ``guards.jsonl`` and a trip is handed to ``on_trip``.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "SERVER_SIDE_SUFFIX",
     "PrometheusMonitor",
     "ServerSideSlo",
+    "judged",
     "reading_verdict",
     "server_side_name",
     "server_side_slos",
@@ -146,6 +148,12 @@ def reading_verdict(reading: PrometheusReading, side: ServerSideSlo) -> SloVerdi
     )
 
 
+def judged(reading: PrometheusReading, side: ServerSideSlo) -> bool:
+    """Whether ``reading`` gives a verdict: always, but missing data under
+    ``missing_data: skip`` (that second is not judged; the reading is still on file)."""
+    return not (reading.status.missing and side.prometheus.missing_data == "skip")
+
+
 class PrometheusMonitor:
     """Reads the server-side SLOs once a second in a background thread."""
 
@@ -199,7 +207,11 @@ class PrometheusMonitor:
         with self._readings_file.open("a", encoding="utf-8") as out:
             for reading in readings:
                 out.write(json.dumps(reading.to_json(), separators=(",", ":")) + "\n")
-        verdicts = tuple(reading_verdict(r, s) for r, s in zip(readings, self._sides, strict=True))
+        verdicts = tuple(
+            reading_verdict(r, s)
+            for r, s in zip(readings, self._sides, strict=True)
+            if judged(r, s)
+        )
         evaluation = Evaluation(t, self._clock(), verdicts)
         with self._lock:
             self._evaluations.append(evaluation)

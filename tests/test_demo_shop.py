@@ -147,6 +147,11 @@ def test_every_route_answers(shop: ShopHandle) -> None:
     gateway_metrics = get(f"{base}/metrics").text
     assert 'route="/orders",status="201"' in gateway_metrics
     assert "shop_http_request_duration_seconds_bucket" in gateway_metrics
+    # The error series exist at 0 before the first error, so that Prometheus' increase()
+    # counts it (a series born with its first error loses that scrape's count).
+    for status in (500, 502, 503, 504, 499):
+        line = f'shop_http_requests_total{{method="GET",route="/products",status="{status}"}} 0.0'
+        assert line in gateway_metrics, status
 
 
 def test_invalid_order_is_refused_naming_the_fields(shop: ShopHandle) -> None:

@@ -653,3 +653,22 @@ def test_a_server_that_is_not_prometheus_is_unreachable(stack: Stack) -> None:
     assert (
         answer.error == f"{stack.shop.gateway_url} answered HTTP 404, not the Prometheus query API"
     )
+
+
+def test_missing_data_is_a_breach_unless_the_sli_says_skip(tmp_path: Path) -> None:
+    from inoculate.steady_state.server_side import PrometheusMonitor, server_side_slos
+
+    nobody = PrometheusSource(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)
+    declared = {"name": "a", "sli": "availability", "objective": 99,
+                "prometheus": {"bad": "b", "total": "t"}}  # fmt: skip
+    skipping = {**declared, "name": "b", "prometheus": {**declared["prometheus"],
+                                                       "missing_data": "skip"}}  # fmt: skip
+    sides = server_side_slos(parse_slos([declared, skipping]))
+    monitor = PrometheusMonitor(sides, PrometheusClient(nobody), tmp_path / "prometheus.jsonl")
+    evaluation = monitor.evaluate_second(int(time.time()) - 1)
+    monitor.stop()
+    [verdict] = evaluation.verdicts  # b's second is not judged
+    assert verdict.name == "a.prometheus" and not verdict.met
+    assert verdict.reason is not None and "no data from Prometheus (unreachable)" in verdict.reason
+    lines = (tmp_path / "prometheus.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # both readings are on file

@@ -45,6 +45,10 @@ LATENCY_BUCKETS_S = (
 
 # nginx's convention for "the client went away before we answered".
 CLIENT_CLOSED_STATUS = 499
+# The error statuses a shop service answers with: their series exist, at 0, from the start
+# (Prometheus' "avoid missing metrics"), so that `increase()` counts the first errors;
+# a series born with its first error loses that scrape's count.
+ERROR_STATUSES = (500, 502, 503, 504, CLIENT_CLOSED_STATUS)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,6 +92,15 @@ class ServiceMetrics:
             histogram = self.latency.labels(route, method)
             self._latency_children[(route, method)] = histogram
         histogram.observe(seconds)
+
+    def initialize(self, app: web.Application) -> None:
+        """Create, at 0, the error-status series of every route and method of ``app``."""
+        for route in app.router.routes():
+            resource = route.resource
+            if resource is None or route.method in ("HEAD", "*"):
+                continue
+            for status in ERROR_STATUSES:
+                self.requests.labels(resource.canonical, route.method, str(status))
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition of this registry."""

@@ -59,6 +59,11 @@ def new_app(
 
     app.router.add_get("/health", handle_health)
     app.router.add_get("/metrics", metrics.handle_metrics)
+
+    async def initialize_metrics(app: web.Application) -> None:
+        metrics.initialize(app)  # every route is added by now
+
+    app.on_startup.append(initialize_metrics)
     return app, metrics
 
 
