@@ -27,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import pickle
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ from command_cost import Measure, measure  # noqa: E402  (bench/, the script's f
 
 from inoculate.model.summary import RunSummary  # noqa: E402
 from inoculate.session.summarize import RunFacts, summarize  # noqa: E402
-from inoculate.steady_state.monitor import SloMonitor  # noqa: E402
+from inoculate.steady_state.monitor import Evaluation, SloMonitor  # noqa: E402
 from inoculate.steady_state.samples import OpenSecond, SliSample  # noqa: E402
 from inoculate.steady_state.slo import parse_slos  # noqa: E402
 from inoculate.steady_state.store import SliStore  # noqa: E402
@@ -94,10 +95,19 @@ def _faults(duration_s: int) -> list[SyntheticFault]:
     return faults
 
 
+# The cache holds pickled facts: a change to their fields makes a new cache, not a stale read.
+_CACHE = (
+    "inoculate-bench-long-runs-"
+    + hashlib.sha1(
+        repr([[f.name for f in fields(c)] for c in (RunFacts, Evaluation)]).encode()
+    ).hexdigest()[:10]
+)
+
+
 def long_run(name: str, duration_s: int, fresh: bool) -> tuple[Path, RunFacts, float | None]:
     """The run directory, its facts, and the time its summary took when it was just built
     (the runs are built once, then reused from the temporary folder)."""
-    folder = Path(tempfile.gettempdir()) / "inoculate-bench-long-runs-v2" / name.replace(" ", "")
+    folder = Path(tempfile.gettempdir()) / _CACHE / name.replace(" ", "")
     facts_file = folder / "facts.pickle"
     if fresh and folder.exists():
         shutil.rmtree(folder)
