@@ -390,7 +390,7 @@ def test_prometheus_agrees_with_the_requests_the_test_sent(stack: Stack) -> None
         t,
     )
     assert by_bad.value == pytest.approx(75.0, abs=1e-9) and by_bad.warnings == ()
-    # No 5xx ever: its series does not exist, which is 0 bad requests (and says so).
+    # No 5xx ever: the shop keeps those series at 0 from its start, so they read 0 bad.
     no_5xx = evaluate(
         client,
         AvailabilitySlo(name="product", objective=80, window_s=window_s),
@@ -398,7 +398,16 @@ def test_prometheus_agrees_with_the_requests_the_test_sent(stack: Stack) -> None
         t,
     )
     assert (no_5xx.status, no_5xx.value, no_5xx.met) == (SliDataStatus.OK, 100.0, True)
-    assert no_5xx.warnings == ("`bad` matched no series: counted as 0",)
+    assert no_5xx.warnings == ()
+    # A status never answered has no series at all: 0 bad requests, and the reading says so.
+    no_418 = evaluate(
+        client,
+        AvailabilitySlo(name="product", objective=80, window_s=window_s),
+        AvailabilitySli(bad=f'shop_http_requests_total{{{PRODUCT},status="418"}}', total=counter),
+        t,
+    )
+    assert (no_418.status, no_418.value, no_418.met) == (SliDataStatus.OK, 100.0, True)
+    assert no_418.warnings == ("`bad` matched no series: counted as 0",)
 
     throughput = evaluate(
         client,
