@@ -566,10 +566,16 @@ class RunSession(RunEventHandler):
         return rates
 
     def _judged_slos(self) -> list[Any]:
-        """The load's SLOs (when there is load), then the SLOs' Prometheus sides."""
+        """Each SLO as the load measures it (when there is load), each followed by its
+        Prometheus side: the rows of one SLO side by side."""
         if self.spec is None:
             return []
-        return [*(self.spec.slos if self.spec.load else ()), *server_side_slos(self.spec.slos)]
+        rows: list[Any] = []
+        for slo in self.spec.slos:
+            if self.spec.load is not None:
+                rows.append(slo)
+            rows.extend(server_side_slos([slo]))
+        return rows
 
     def _evaluations(self) -> list[Evaluation]:
         """Both monitors' evaluations, in the order they were seen."""
