@@ -642,7 +642,7 @@ def _run_log_handlers() -> list[logging.Handler]:
 
 
 def _parse_spec(
-    experiment: Experiment, configuration: dict[str, Any], base_dir: Path
+    experiment: Experiment, configuration: dict[str, Any], base_dir: Path | None = None
 ) -> tuple[InoculateSpec | None, str | None]:
     # `inoculate run` validated the block; under a plain `chaos run` a `${name}` that is a
     # secret (or nothing) would reach Locust as its literal text: refuse it here too.
