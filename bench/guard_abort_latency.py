@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ sys.path.insert(0, str(REPO))
 from tests.prometheus_support import (  # noqa: E402
     catalog_pattern,
     frozen_catalog_experiment,
+    run_once,
     scraped_shop,
 )
 
@@ -45,16 +44,9 @@ def one_trial(root: Path, stack, number: int) -> tuple[float, float]:  # type: i
         freeze_s=40,
         pause_s=0,
     )
-    out = root / f"runs-{number}"
-    command = [sys.executable, "-m", "inoculate.cli", "run", str(experiment), "--no-report",
-               "--out", str(out), "--ledger", str(root / "ledger.jsonl")]  # fmt: skip
-    env = {**os.environ, "INOCULATE_RUNBOOK_FEEDBACK": "off"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=300, check=False)
-    if done.returncode != 3:
-        raise SystemExit(
-            f"trial {number}: exit {done.returncode}, not aborted:\n{done.stderr[-2000:]}"
-        )
-    [run_dir] = [p for p in out.iterdir() if p.is_dir()]
+    run_dir, code, stderr = run_once(experiment, root / f"runs-{number}", root / "ledger.jsonl")
+    if code != 3:
+        raise SystemExit(f"trial {number}: exit {code}, not aborted:\n{stderr[-2000:]}")
     checks = [json.loads(line) for line in (run_dir / "guards.jsonl").read_text().splitlines()]
     tripped = next(c for c in checks if c["trip"])
     events = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ sys.path.insert(0, str(REPO))
 from tests.prometheus_support import (  # noqa: E402
     catalog_pattern,
     frozen_catalog_experiment,
+    run_once,
     scraped_shop,
 )
 
@@ -41,12 +40,7 @@ def one_trial(root: Path, stack, number: int) -> tuple[float, float]:  # type: i
         stack.shop.gateway_url,
         catalog_pattern(stack.shop),
     )
-    out = root / f"runs-{number}"
-    command = [sys.executable, "-m", "inoculate.cli", "run", str(experiment), "--no-report",
-               "--out", str(out), "--ledger", str(root / "ledger.jsonl")]  # fmt: skip
-    env = {**os.environ, "INOCULATE_RUNBOOK_FEEDBACK": "off"}
-    subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=300, check=False)
-    [run_dir] = [p for p in out.iterdir() if p.is_dir()]
+    run_dir, _, _ = run_once(experiment, root / f"runs-{number}", root / "ledger.jsonl")
     summary = json.loads((run_dir / "summary.json").read_text())
     [fault] = summary["faults"]
     seen = {row["source"]: row["first_breach"] for row in summary["slos"]}

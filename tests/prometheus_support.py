@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ __all__ = [
     "frozen_catalog_experiment",
     "host_port",
     "require_prometheus",
+    "run_once",
     "scraped_shop",
     "start_prometheus",
     "stop_shop_and_prometheus",
@@ -250,3 +252,16 @@ def frozen_catalog_experiment(
     }  # fmt: skip
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
     return path
+
+
+def run_once(experiment: Path, out: Path, ledger: Path) -> tuple[Path, int, str]:
+    """``inoculate run EXPERIMENT`` once, without reports or runbook feedback (the benches'
+    trial): its run directory, exit code and stderr."""
+    command = [sys.executable, "-m", "inoculate.cli", "run", str(experiment), "--no-report",
+               "--out", str(out), "--ledger", str(ledger)]  # fmt: skip
+    env = {**os.environ, "INOCULATE_RUNBOOK_FEEDBACK": "off"}
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    [run_dir] = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir, done.returncode, done.stderr
