@@ -276,3 +276,24 @@ def test_an_interruption_python_wrapped_mid_import_still_exits_3() -> None:
     assert completed.returncode == 3, completed.stderr
     assert "Traceback" not in completed.stderr
     assert "SIGINT received: nothing more was started" in completed.stderr
+
+
+def test_a_first_signal_python_discarded_still_stops_the_run() -> None:
+    # CI: SIGINT 0.15 s in, raised by the command's first handler inside an import lock's
+    # weakref callback, where Python prints "Exception ignored" and goes on; the run went on
+    # for its whole 60 s pause. The latch installed next takes the remembered signal over.
+    from inoculate.cli import CommandInterrupted, _StopOnce
+    from inoculate.session.interrupts import SignalLatch
+
+    stop = _StopOnce()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(CommandInterrupted):  # what Python would have discarded
+            stop(signal.SIGINT, None)
+        stop(signal.SIGTERM, None)  # a second one changes nothing
+        latch = SignalLatch().install()
+        assert latch.received == "SIGINT received"
+        latch.restore()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -77,12 +77,18 @@ class CommandInterrupted(KeyboardInterrupt):
 
 
 class _StopOnce:
-    """Raise :class:`CommandInterrupted` for the first SIGINT or SIGTERM, ignore later ones."""
+    """Raise :class:`CommandInterrupted` for the first SIGINT or SIGTERM, ignore later ones.
+
+    The signal is also remembered (``received``): Python discards what a handler raises
+    inside some callbacks (an import lock's weakref callback, seen in CI), and the handler
+    installed after this one (``SignalLatch``) takes the remembered signal over, so the
+    command still stops.
+    """
 
     def __init__(self) -> None:
-        self.fired = False
+        self.received: str | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if not self.fired:
-            self.fired = True
-            raise CommandInterrupted(f"{signal.Signals(signum).name} received")
+        if self.received is None:
+            self.received = f"{signal.Signals(signum).name} received"
+            raise CommandInterrupted(self.received)

@@ -67,10 +67,16 @@ class SignalLatch:
         logger.warning("%s: the run stops once what it has started is finished", name)
 
     def install(self) -> SignalLatch:
-        """Handle SIGINT and SIGTERM from now on (main thread only); return self."""
+        """Handle SIGINT and SIGTERM from now on (main thread only); return self.
+
+        A signal the handler it replaces remembered (its ``received``: the command's first
+        handler, whose raise Python may have discarded) counts as received here."""
         if threading.current_thread() is threading.main_thread():
             for signum in _STOPPING:
                 self._previous[signum] = signal.signal(signum, self)
+        if self.received is None:
+            earlier = [getattr(h, "received", None) for h in self._previous.values()]
+            self.received = next((r for r in earlier if isinstance(r, str)), None)
         return self
 
     def restore(self) -> None:
