@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ import yaml
 from inoculate.demo.shop.client import ShopHandle, start_shop
 from inoculate.demo.shop.knobs import ShopKnobs
 from inoculate.steady_state.prometheus import PrometheusClient, PrometheusSource
-from tests.support import REPO, wait_for
+from tests.support import REPO, free_port, wait_for
 
 __all__ = [
     "BROWSE",
@@ -53,12 +52,6 @@ PROMETHEUS = shutil.which("prometheus")
 LOCUSTFILE = REPO / "experiments" / "shop" / "locustfile.py"
 BROWSE = 'job="shop-gateway",route="/products",method="GET"'
 START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def require_prometheus() -> str:
@@ -131,9 +124,16 @@ def _ready(server: PrometheusServer) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"Prometheus exited: {server.log.read_text()[-2000:]}")
     try:
-        return requests.get(f"{server.url}/-/ready", timeout=1).status_code == 200
+        if requests.get(f"{server.url}/-/ready", timeout=1).status_code != 200:
+            return False
+        flags = requests.get(f"{server.url}/api/v1/status/flags", timeout=1).json()["data"]
     except requests.RequestException:
         return False
+    # The server on the port must be this one, not another test's that holds the port.
+    ours = str(server.log.parent / "prometheus.yml")
+    if flags.get("config.file") != ours:
+        raise AssertionError(f"{server.url} is another Prometheus ({flags.get('config.file')})")
+    return True
 
 
 def host_port(url: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -152,3 +155,35 @@ def kill_quietly(proc: psutil.Process) -> None:
         proc.kill()
     except psutil.Error:
         pass
+
+
+# Ports for servers the tests start. A port from the kernel (bind to port 0) is free only
+# until it is handed out again, and the kernel hands the same ports to every pytest worker
+# and to the product's own servers: two workers' servers raced for one port in CI, and a test
+# talked to the other worker's Prometheus. Each worker takes ports from its own slice below
+# the kernel's ephemeral range (32768-60999), which nothing else here binds.
+_PORT_BASE, _PORT_SLICE, _SLICES = 20000, 1500, 8
+
+
+def _worker_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) % _SLICES if worker.startswith("gw") else _SLICES - 1
+    start = _PORT_BASE + index * _PORT_SLICE
+    return range(start, start + _PORT_SLICE)
+
+
+_PORTS = _worker_slice()
+_NEXT_PORT = itertools.count(random.randrange(len(_PORTS)))
+
+
+def free_port() -> int:
+    """A loopback TCP port no other test worker is handed, free when asked."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_NEXT_PORT) % len(_PORTS)]
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port left in {_PORTS}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from tests.docker_support import (
     eventually,
     shop_image_fixture,  # noqa: F401  (fixture)
 )
+from tests.support import free_port
 
 pytestmark = pytest.mark.docker
 STOP_TIMEOUT_S = 3
@@ -180,7 +180,7 @@ def test_a_rollback_fails_naming_a_removed_container_it_could_not_bring_back(
 def test_a_recreate_that_cannot_start_removes_what_it_created(
     docker_run: DockerRun, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     bindings = {8080: ("127.0.0.1", port)}
     name = docker_run.container("published", ports=[8080], port_bindings=bindings)
     config = _config(tmp_path)
@@ -221,12 +221,6 @@ def test_the_shops_reaper_also_removes_a_container_created_while_it_sweeps(
     api = docker_run.client.api
     assert not api.containers(all=True, filters={"label": [f"{SHOP_LABEL}={docker_run.run_id}"]})
     assert not api.networks(filters={"label": [f"{SHOP_LABEL}={docker_run.run_id}"]})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- 3. a rollback settles what it names, by container, and fails on a missing one ---

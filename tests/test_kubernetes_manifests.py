@@ -10,7 +10,6 @@ the test only ever connects to 127.0.0.1.)
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support import REPO, wait_for
+from tests.support import REPO, free_port, wait_for
 
 KIND = REPO / "deploy" / "kind"
 NAMESPACE = "inoculate-shop"
@@ -95,12 +94,6 @@ def test_the_gateway_nodeport_is_what_the_cluster_publishes_and_the_experiments_
 # --- the containers' commands, run as local processes ---
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _local_command(name: str, ports: dict[str, int], state_dir: Path) -> list[str]:
     """The container's command line as a local process runs it."""
     [container] = _deployments()[name]["spec"]["template"]["spec"]["containers"]
@@ -119,7 +112,7 @@ def _local_command(name: str, ports: dict[str, int], state_dir: Path) -> list[st
 
 @pytest.fixture
 def shop_from_manifests(tmp_path: Path) -> Iterator[dict[str, int]]:
-    ports = {name: _free_port() for name in ("orders", "catalog", "gateway")}
+    ports = {name: free_port() for name in ("orders", "catalog", "gateway")}
     processes = []
     try:
         for name in ports:

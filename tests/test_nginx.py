@@ -28,15 +28,9 @@ import yaml
 
 from inoculate.extensions import process
 from inoculate.model.errors import FaultError
-from tests.support import Workspace, kill_quietly, wait_for
+from tests.support import Workspace, free_port, kill_quietly, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -81,8 +75,8 @@ def balancer(tmp_path: Path) -> Iterator[Balancer]:
     tag = uuid.uuid4().hex[:10]
     lb = Balancer(
         root=tmp_path,
-        port=_free_port(),
-        backend_ports=(_free_port(), _free_port()),
+        port=free_port(),
+        backend_ports=(free_port(), free_port()),
         backend_markers=(f"backend-a-{tag}", f"backend-b-{tag}"),
         conf=tmp_path / f"nginx-{tag}.conf",
         master_marker=f"nginx-{tag}.conf",

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -643,6 +644,11 @@ def test_a_frozen_prometheus_is_a_timeout(own_prometheus: PrometheusServer) -> N
     with own_prometheus.client(timeout_s=0.5) as client:
         os.kill(own_prometheus.process.pid, signal.SIGSTOP)
         try:
+            wait_for(
+                lambda: psutil.Process(own_prometheus.process.pid).status() == "stopped",
+                5,
+                "Prometheus stopped",
+            )
             started = time.monotonic()
             reading = evaluate(client, slo, sli, time.time())
             waited = time.monotonic() - started

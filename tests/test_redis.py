@@ -21,15 +21,9 @@ import pytest
 from inoculate.extensions import process
 from inoculate.extensions.process.targets import match_pattern
 from inoculate.model.errors import FaultError
-from tests.support import kill_quietly, wait_for
+from tests.support import free_port, kill_quietly, wait_for
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _pong(port: int) -> bool:
@@ -52,7 +46,7 @@ def redis(tmp_path: Path) -> Iterator[int]:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed (.ci/run installs Debian's redis-server)")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(_command(port, tmp_path), stdout=subprocess.DEVNULL)
     try:
         wait_for(lambda: _pong(port), 15, "redis to answer PING")
