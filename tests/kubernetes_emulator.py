@@ -9,12 +9,17 @@ object of the namespace). :class:`SelectorAwareEmulator` adds the selectors, bec
 selection is what our helpers test; :class:`FakeDeploymentController` plays the deployment
 controller (recreates deleted pods, follows ``spec.replicas``, reports status) so that
 "wait until the deployment is ready again" has something to wait for.
+
+kmock also has no ``resourceVersion``, no PUT (replace) and no delete preconditions, which
+optimistic concurrency (a ``Lease`` taken over by one of two racing processes) needs:
+:class:`VersionedEmulator` adds them, and is what :func:`running_api_fake` serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import re
 import threading
 import time
@@ -25,8 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp.web
+import attrs
 import kmock
 import yaml
+from kmock._internal.k8s import KubernetesError, KubernetesObjectNotFoundError
 
 __all__ = [
     "DEPLOYMENTS",
@@ -36,6 +44,7 @@ __all__ = [
     "ApiFake",
     "FakeDeploymentController",
     "SelectorAwareEmulator",
+    "VersionedEmulator",
     "running_api_fake",
 ]
 
@@ -99,10 +108,88 @@ def matches_fields(selector: str, obj: Mapping[str, Any]) -> bool:
     return True
 
 
+@attrs.frozen
+class ResourceVersionConflict(KubernetesError):
+    """409 Conflict: the request names a resourceVersion the object no longer has."""
+
+    status: int = 409
+    reason: str = "Conflict"
+    message: str = (
+        "Operation cannot be fulfilled: the object has been modified; "
+        "please apply your changes to the latest version and try again"
+    )
+
+
+_RESOURCE_VERSIONS = itertools.count(1)
+
+
+class VersionedEmulator(SelectorAwareEmulator):
+    """Optimistic concurrency as an API server has it, for the requests that carry it.
+
+    Every create, merge patch and replace through HTTP gives the object a new
+    ``metadata.resourceVersion`` (objects seeded with :meth:`ApiFake.put` keep theirs). A PUT
+    replaces the whole object, and gets 409 Conflict when its body names another
+    ``resourceVersion``; so does a DELETE whose ``preconditions`` name another
+    ``resourceVersion`` or ``uid``. The check and the change happen under one hold of the
+    emulator's lock, so two racing writers cannot both pass it.
+    """
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        named = request.resource is not None and request.name is not None
+        body = request.data if isinstance(request.data, dict) else None
+        if named and request.method == "PUT":
+            return aiohttp.web.json_response(await self._replace(request, body or {}))
+        if named and request.method == "DELETE" and body and body.get("preconditions"):
+            return aiohttp.web.json_response(await self._delete_if(request, body["preconditions"]))
+        if request.resource is not None and request.method in ("POST", "PATCH") and body:
+            body.setdefault("metadata", {})["resourceVersion"] = str(next(_RESOURCE_VERSIONS))
+        return await super()._handle(request)
+
+    def _stored(self, request: kmock.Request) -> dict[str, Any]:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            raise KubernetesObjectNotFoundError()
+        return self.objects[key].raw
+
+    async def _replace(self, request: kmock.Request, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            stored = self._stored(request)
+            _check_version(stored, body.get("metadata") or {})
+            new = copy.deepcopy(body)
+            metadata = new.setdefault("metadata", {})
+            metadata["resourceVersion"] = str(next(_RESOURCE_VERSIONS))
+            for kept in ("uid", "creationTimestamp"):
+                if kept in stored.get("metadata", {}):
+                    metadata[kept] = stored["metadata"][kept]
+            self.objects[(request.resource, request.namespace, request.name)].create(new)
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": new})
+            return new
+
+    async def _delete_if(
+        self, request: kmock.Request, preconditions: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        # Objects with finalizers are not supported here (nothing that needs them sends
+        # preconditions): the object goes at once.
+        async with self._lock:
+            stored = self._stored(request)
+            _check_version(stored, preconditions)
+            self.objects[(request.resource, request.namespace, request.name)].delete()
+            await self._buses[request.resource].put({"type": "DELETED", "object": stored})
+            return stored
+
+
+def _check_version(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """409 when ``wanted`` (metadata or delete preconditions) names another version or uid."""
+    metadata = stored.get("metadata") or {}
+    for field in ("resourceVersion", "uid"):
+        if wanted.get(field) and wanted[field] != metadata.get(field):
+            raise ResourceVersionConflict()
+
+
 class ApiFake:
     """The emulator, its event loop thread and its URL; thread-safe access for tests."""
 
-    def __init__(self, emulator: SelectorAwareEmulator, loop: asyncio.AbstractEventLoop, url: str):
+    def __init__(self, emulator: VersionedEmulator, loop: asyncio.AbstractEventLoop, url: str):
         self.emulator = emulator
         self.loop = loop
         self.url = url
@@ -197,7 +284,7 @@ def _key(resource: str, namespace: str | None, name: str) -> tuple[Any, str | No
 
 @contextmanager
 def running_api_fake() -> Iterator[ApiFake]:
-    """Serve a :class:`SelectorAwareEmulator` on 127.0.0.1 (random port) from a thread."""
+    """Serve a :class:`VersionedEmulator` on 127.0.0.1 (random port) from a thread."""
     loop = asyncio.new_event_loop()
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -207,7 +294,7 @@ def running_api_fake() -> Iterator[ApiFake]:
         nonlocal stop
         stop = asyncio.Event()
         async with (
-            SelectorAwareEmulator() as emulator,
+            VersionedEmulator() as emulator,
             kmock.Server(emulator, host="127.0.0.1") as server,
         ):
             # Declared up front, as a cluster has them: kmock answers 404 to a list of a

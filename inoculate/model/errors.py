@@ -13,6 +13,7 @@
      ├── LedgerError            the fault ledger cannot be read or written (exit 2)
      ├── SliSourceUnreachable   an SLI source (Prometheus) gave no answer when asked before a run
      ├── RunSkipped             a guard kept the run from starting; nothing started (exit 4)
+     ├── LockHeld               another canary holds the scope's lock; says who and since when
      ├── ProbeError             a steady-state probe could not evaluate (a failed probe)
      │    ├── RunDirectoryError     configuration key, inoculate.json or sli.jsonl missing
      │    └── UnknownSloError       a probe names an SLO the run does not define
@@ -46,6 +47,7 @@ __all__ = [
     "InputFileError",
     "LedgerError",
     "LoadError",
+    "LockHeld",
     "LocustFailedError",
     "ProbeError",
     "ReportError",
@@ -180,6 +182,25 @@ class RunbookError(ReportError):
 class RunSkipped(InoculateError):
     """A guard kept the run from starting (e.g. too little error budget left): nothing was
     started or injected. The message says which guard and why."""
+
+
+class LockHeld(InoculateError):
+    """Another canary holds the lock of this scope: one canary per scope runs at a time.
+
+    ``holder`` names who holds it (``user@host pid N`` for a file lock, the ``Lease``'s
+    ``holderIdentity``), ``since`` when it took it (ISO 8601, None when unknown); ``detail``
+    completes the message (e.g. when an unrenewed ``Lease`` expires)."""
+
+    def __init__(self, scope: str, holder: str, since: str | None, detail: str = "") -> None:
+        self.scope = scope
+        self.holder = holder
+        self.since = since
+        when = f" since {since}" if since else ""
+        more = f" ({detail})" if detail else ""
+        super().__init__(
+            f"canary scope {scope!r} is locked by {holder}{when}{more}: "
+            "one canary per scope runs at a time"
+        )
 
 
 class RunInterrupted(KeyboardInterrupt):
