@@ -7,8 +7,9 @@ from types import MappingProxyType
 from typing import Any
 
 from inoculate.extensions.process.targets import DEFAULT_MAX_PROCESSES, match_pattern
+from inoculate.model.targets import Reach
 
-__all__ = ["PREVIEWS"]
+__all__ = ["PREVIEWS", "REACH"]
 
 
 def _targets(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> list[str]:
@@ -38,4 +39,20 @@ PREVIEWS: Mapping[str, Callable[[Mapping[str, Any], Mapping[str, Any]], list[str
     MappingProxyType(
         {**dict.fromkeys(_FAULTS, _bounded_targets), **dict.fromkeys(_ROLLBACKS, _targets)}
     )
+)
+
+
+def _reach(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> Reach:
+    """A process fault hits every process it matches, and refuses (hits none) when more than
+    ``max_processes`` match: that is the most it could hit, whatever matches now."""
+    limit = arguments.get("max_processes", DEFAULT_MAX_PROCESSES)
+    most = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+    return Reach(
+        "process", most, 100.0, f"every matching process, refused above max_processes={limit}"
+    )
+
+
+# Fault activity → the most it could hit (a canary's blast radius).
+REACH: Mapping[str, Callable[[Mapping[str, Any], Mapping[str, Any]], Reach]] = MappingProxyType(
+    dict.fromkeys(_FAULTS, _reach)
 )

@@ -7,11 +7,13 @@ its backslashes); people read them here: ``catalog\\.py --port \\d+`` reads
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["readable_pattern", "target_words"]
+__all__ = ["Reach", "reach_of", "readable_pattern", "target_words"]
 
 _NAMED_BY = ("service", "container", "pod", "name")
 _WILDCARDS = re.compile(r"(?<!\\)(?:\.[*+]\??|\\[dDsSwW][*+]?|\[[^\]]*\][*+]?)")
@@ -42,3 +44,38 @@ def target_words(target: Mapping[str, Any] | None) -> str | None:
     if target.get("pattern"):
         return f"processes matching “{readable_pattern(str(target['pattern']))}”"
     return ", ".join(f"{k}={v}" for k, v in target.items())
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The most a fault could hit, worked out before it runs (a canary's blast radius).
+
+    ``most``: targets it could hit at most; ``percent``: the most, in % of what its
+    selector matches; None where it cannot be told now. ``why`` says how it was worked out,
+    in words a refusal can quote.
+    """
+
+    kind: str
+    most: int | None
+    percent: float | None
+    why: str
+
+
+def reach_of(
+    kind: str,
+    matched: int | None,
+    count: Any = None,
+    percentage: Any = None,
+    what: str = "target",
+) -> Reach:
+    """The reach of a fault that picks ``count`` or ``percentage`` % (rounded down) of the
+    ``matched`` candidates, or all of them (None: the candidates cannot be listed now)."""
+    seen = "cannot be listed now" if matched is None else f"{matched} match now"
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+        percent = None if not matched else 100.0 * min(count, matched) / matched
+        return Reach(kind, count, percent, f"count {count} of the {what}s ({seen})")
+    if isinstance(percentage, int | float) and not isinstance(percentage, bool):
+        most = None if matched is None else math.floor(matched * percentage / 100 + 1e-9)
+        return Reach(kind, most, float(percentage), f"{percentage:g} % of the {what}s ({seen})")
+    percent = None if matched is None else 100.0
+    return Reach(kind, matched, percent, f"every matching {what} ({seen})")

@@ -27,7 +27,7 @@ from inoculate.experiment.validation import ValidatedExperiment
 from inoculate.experiment.variables import declared_secret_scopes
 from inoculate.model.secrets import scrub_text, secret_values
 
-__all__ = ["Preview", "preview_targets"]
+__all__ = ["Preview", "family_table", "preview_targets", "previewer_of", "run_values"]
 
 Previewer = Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]
 
@@ -54,7 +54,7 @@ def preview_targets(
     run (inline values, ``{type: env}``), so a ``${secret}`` in a pattern matches what the
     run would match; every secret value is ``***`` in what this returns."""
     experiment = validated.experiment
-    values, resolved, unresolved = _run_values(experiment, configuration, secrets)
+    values, resolved, unresolved = run_values(experiment, configuration, secrets)
     hidden = secret_values(experiment.get("secrets"), resolved, secrets)
     scopes = [scope for scope in resolved.values() if isinstance(scope, Mapping)]
     known = set(ChainMap(values, *scopes))  # what chaoslib's substitute can find
@@ -67,7 +67,7 @@ def preview_targets(
             module, func = str(provider.get("module")), str(provider.get("func"))
             written = dict(provider.get("arguments") or {})
             arguments = substitute(written, values, resolved)
-            previewer = _previewer(module, func)
+            previewer = previewer_of(module, func)
             # Named by a `${name}` and found nowhere (an escaped `$${name}` is text).
             left = sorted(set(_names_in(written)) - known)
             if previewer is None:
@@ -91,7 +91,7 @@ def preview_targets(
     return previews
 
 
-def _run_values(
+def run_values(
     experiment: Mapping[str, Any],
     configuration: Mapping[str, Any],
     secrets: Mapping[str, Any] | None,
@@ -126,13 +126,21 @@ def _names_in(value: Any) -> Iterator[str]:
             yield from _names_in(child)
 
 
-def _previewer(module: str, func: str) -> Previewer | None:
+def previewer_of(module: str, func: str) -> Previewer | None:
+    """The preview function of a family's activity (its ``preview.PREVIEWS``), or None."""
+    previewer: Previewer | None = family_table(module, "PREVIEWS").get(func)
+    return previewer
+
+
+def family_table(module: str, table: str) -> Mapping[str, Any]:
+    """A mapping a target family's ``preview`` module keeps (``PREVIEWS``, ``REACH``) for the
+    family whose activities live in ``module``; empty when it keeps none."""
     package = module.removesuffix(".actions").removesuffix(".probes")
     try:
-        found: Mapping[str, Previewer] = importlib.import_module(f"{package}.preview").PREVIEWS
+        found: Mapping[str, Any] = getattr(importlib.import_module(f"{package}.preview"), table)
     except (ImportError, AttributeError):
-        return None
-    return found.get(func)
+        return {}
+    return found
 
 
 def _safely(
