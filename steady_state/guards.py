@@ -37,6 +37,7 @@ __all__ = [
     "ErrorBudgetPolicy",
     "Guards",
     "TripCheck",
+    "budget_left",
     "budget_shortfalls",
     "burn_rate_at",
     "burn_rate_guard",
@@ -153,27 +154,47 @@ def burn_rate_at(
     return None if reading.status.missing else reading.burn_rate
 
 
+def budget_left(
+    client: PrometheusClient, sides: Sequence[ServerSideSlo], policy: ErrorBudgetPolicy, t: float
+) -> list[tuple[str, float | None, str]]:
+    """Per guarded SLO: its name, the % of its error budget left over the policy's period
+    (None: Prometheus cannot tell), and that in a sentence."""
+    found = []
+    for side in guarded(sides):
+        reading = _read(client, side, policy.period_s, t)
+        if reading.status.missing or reading.burn_rate is None:
+            found.append(
+                (
+                    side.name,
+                    None,
+                    f"SLO {side.name}: error budget over {policy.period} unknown "
+                    f"({reading.status}: {reading.reason})",
+                )
+            )
+            continue
+        left = max(0.0, 100.0 * (1.0 - reading.burn_rate))
+        found.append(
+            (
+                side.name,
+                left,
+                f"SLO {side.name}: {left:.1f} % of its error budget over {policy.period} is left",
+            )
+        )
+    return found
+
+
 def budget_shortfalls(
     client: PrometheusClient, sides: Sequence[ServerSideSlo], policy: ErrorBudgetPolicy, t: float
 ) -> list[str]:
     """Why the run must be skipped: one sentence per SLO whose budget left over the period is
     under the policy's minimum, or that Prometheus cannot tell; empty when every one may run."""
-    problems = []
-    for side in guarded(sides):
-        reading = _read(client, side, policy.period_s, t)
-        if reading.status.missing or reading.burn_rate is None:
-            problems.append(
-                f"SLO {side.name}: error budget over {policy.period} unknown "
-                f"({reading.status}: {reading.reason})"
-            )
-            continue
-        left = max(0.0, 100.0 * (1.0 - reading.burn_rate))
-        if left < policy.min_remaining_percent:
-            problems.append(
-                f"SLO {side.name}: {left:.1f} % of its error budget over {policy.period} is "
-                f"left, under the minimum {policy.min_remaining_percent:g} %"
-            )
-    return problems
+    return [
+        sentence
+        if left is None
+        else f"{sentence}, under the minimum {policy.min_remaining_percent:g} %"
+        for _, left, sentence in budget_left(client, sides, policy, t)
+        if left is None or left < policy.min_remaining_percent
+    ]
 
 
 @dataclass(frozen=True)

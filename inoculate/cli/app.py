@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("inoculate.cli.gate", "Run a suite of experiments and gate on verdicts and scores."),
     "history": ("inoculate.cli.history", "Past runs and their scores, newest first."),
     "slo": ("inoculate.cli.slo", "Check an OpenSLO file; export an experiment's SLOs as OpenSLO."),
+    "canary": (
+        "inoculate.cli.canary",
+        "Run one experiment in production under a policy (windows, guards, kill switch).",
+    ),
+    "audit": ("inoculate.cli.audit", "Check that the canary's audit log was not edited."),
 }
 
 

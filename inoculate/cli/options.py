@@ -9,12 +9,14 @@ from typing import Any
 import click
 
 from inoculate.cli.output import exit_invalid
+from inoculate.model.layout import DEFAULT_RUNS_DIR
 
 __all__ = [
     "format_option",
     "history_option",
     "history_path",
     "ledger_option",
+    "out_option",
     "parse_formats_option",
     "parse_vars",
     "parse_weights",
@@ -23,6 +25,14 @@ __all__ = [
     "weight_option",
 ]
 
+out_option = click.option(
+    "--out",
+    "out_dir",
+    default=DEFAULT_RUNS_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Parent of run directories.",
+)
 ledger_option = click.option(
     "--ledger",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -12,13 +12,13 @@ from rich.table import Table
 from inoculate.cli.options import (
     history_path,
     ledger_option,
+    out_option,
     parse_vars,
     var_file_option,
     var_option,
 )
 from inoculate.cli.output import console, errors, print_previews
 from inoculate.model.errors import ExperimentInvalid, RunInterrupted, RunSkipped
-from inoculate.model.layout import DEFAULT_RUNS_DIR
 from inoculate.model.status import ExitCode, RunStatus
 from inoculate.model.summary import (
     NO_SLO_TO_DETECT,
@@ -35,14 +35,7 @@ __all__ = ["command", "print_summary"]
 @click.argument("experiment", type=click.Path(path_type=Path))
 @var_option
 @var_file_option
-@click.option(
-    "--out",
-    "out_dir",
-    default=DEFAULT_RUNS_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Parent of run directories.",
-)
+@out_option
 @ledger_option
 @click.option(
     "--report/--no-report",

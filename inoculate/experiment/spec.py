@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from inoculate.canary.kill_switch import KillSwitch
 from inoculate.experiment.openslo import read_openslo
 from inoculate.load.spec import LoadSpec
 from inoculate.model.errors import InputFileError
@@ -115,6 +116,16 @@ class InoculateSpec(BaseModel):
     guards: Guards | None = Field(
         None,
         description="error-budget and burn-rate guard rails on the SLOs' Prometheus sides",
+    )
+    kill_switch: KillSwitch | None = Field(
+        None,
+        description="levers that abort the run (rollbacks run) or keep it from starting",
+    )
+    max_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="the run is aborted (rollbacks run) when it has lasted this long",
     )
     recovery_objective_s: float | None = Field(
         None,

@@ -49,7 +49,12 @@ from inoculate.experiment.spec import (
 from inoculate.model.errors import ExperimentInvalid, FieldError, SliSourceUnreachable
 from inoculate.steady_state.prometheus import PrometheusClient, check_queries
 
-__all__ = ["ValidatedExperiment", "load_experiment_file", "validate_experiment"]
+__all__ = [
+    "ValidatedExperiment",
+    "load_experiment_file",
+    "pydantic_field_error",
+    "validate_experiment",
+]
 
 _PROBES_MODULE = "inoculate.steady_state.probes"
 _SLO_PROBES = {(_PROBES_MODULE, "slos_met"), (_PROBES_MODULE, "slo_met")}
@@ -290,7 +295,7 @@ def _parse_spec(
         spec = InoculateSpec.model_validate(block)
     except ValidationError as exc:
         return None, undefined + [
-            _pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()
+            pydantic_field_error(f"extensions[{index}]", e) for e in exc.errors()
         ]
     return (None, undefined) if undefined else (spec, [])
 
@@ -306,8 +311,10 @@ def _spec_file_errors(
             yield FieldError(f"extensions[{found[0]}].load.locustfile", problem)
 
 
-def _pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
-    parts: list[str] = [prefix]
+def pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
+    """One of pydantic's errors as a :class:`FieldError` under ``prefix`` (the field's path,
+    e.g. ``extensions[0]``; empty for a whole file), in the words of our other messages."""
+    parts: list[str] = [prefix] if prefix else []
     location = list(error.get("loc", ()))
     for position, part in enumerate(location):
         if isinstance(part, int):

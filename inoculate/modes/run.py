@@ -20,6 +20,7 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import Runner, initialize_run_journal
 from chaoslib.types import Strategy
 
+from inoculate.canary.kill_switch import engaged as kill_switch_engaged
 from inoculate.experiment.spec import InoculateSpec
 from inoculate.experiment.validation import ValidatedExperiment, validate_experiment
 from inoculate.experiment.variables import declared_secret_scopes, load_variables
@@ -47,7 +48,13 @@ from inoculate.steady_state.guards import budget_shortfalls
 from inoculate.steady_state.prometheus import PrometheusClient
 from inoculate.steady_state.server_side import server_side_slos
 
-__all__ = ["CONTROL_MODULE", "RunOutcome", "load_run_variables", "run_experiment_file"]
+__all__ = [
+    "CONTROL_MODULE",
+    "RunOutcome",
+    "load_run_variables",
+    "run_experiment_file",
+    "run_validated",
+]
 
 logger = logging.getLogger("inoculate")
 # Named, not imported: chaoslib loads the control, which drives the session (layers run down).
@@ -95,7 +102,22 @@ def run_experiment_file(
     validated = validate_experiment(path, config_vars, secret_vars)
     for deprecation in validated.deprecations:
         logger.warning("%s: %s", path, deprecation)
+    _check_kill_switch(validated.spec)
     _check_error_budget(validated.spec)
+    return run_validated(validated, path, config_vars, secret_vars, out_dir, ledger, latch)
+
+
+def run_validated(
+    validated: ValidatedExperiment,
+    path: Path,
+    config_vars: dict[str, Any],
+    secret_vars: dict[str, Any],
+    out_dir: Path = Path("runs"),
+    ledger: Path | None = None,
+    latch: SignalLatch | None = None,
+) -> RunOutcome:
+    """Run an experiment that passed validation (and whatever checks the caller makes
+    before a run); ``path`` is its file, against whose folder its paths resolve."""
     own_latch = latch is None
     latch = latch or SignalLatch().install()
     try:
@@ -105,6 +127,14 @@ def run_experiment_file(
     finally:
         if own_latch:
             latch.restore()
+
+
+def _check_kill_switch(spec: InoculateSpec | None) -> None:
+    """Raise :class:`RunSkipped` when the experiment's kill switch is engaged now."""
+    if spec is not None and spec.kill_switch is not None:
+        reason = kill_switch_engaged(spec.kill_switch)
+        if reason is not None:
+            raise RunSkipped(f"skipped: {reason}")
 
 
 def _check_error_budget(spec: InoculateSpec | None) -> None:

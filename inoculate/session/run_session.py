@@ -29,6 +29,8 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.run import EventHandlerRegistry, RunEventHandler, run_deviation_validation_hypothesis
 from chaoslib.types import Activity, Experiment, Journal, Run
 
+from inoculate.canary.kill_switch import KillSwitchWatcher
+from inoculate.canary.kill_switch import engaged as kill_switch_engaged
 from inoculate.experiment.references import (
     known_names,
     secret_references,
@@ -165,6 +167,8 @@ class RunSession(RunEventHandler):
         self._torn_down = False
         self._warned_never_called: set[str] = set()
         self._log_filter: SecretFilter | None = None
+        self.kill_switch: KillSwitchWatcher | None = None
+        self.deadline: threading.Timer | None = None
         self._write_spec()
 
     # ------------------------------------------------------------------ control hooks
@@ -181,6 +185,7 @@ class RunSession(RunEventHandler):
         if self.spec is None:
             return
         self._check_paths(self.spec)
+        self._pull_levers_on(self.spec)
         try:
             self._start_system(self.spec)
             self._start_server_monitor(self.spec)
@@ -266,6 +271,7 @@ class RunSession(RunEventHandler):
         """From here on a signal must not cut the rollbacks short."""
         self.method_completed(experiment)
         self.guard.shield()
+        self._release_levers()
 
     def rollbacks_completed(self, experiment: Experiment, journal: Journal) -> None:
         """The rollbacks phase ended: a fault no reverter settled ends its window here."""
@@ -486,7 +492,33 @@ class RunSession(RunEventHandler):
             return {"error": str(exc)}
         return {sp.instance: process_status(sp.pid) if sp.pid else sp.state for sp in instances}
 
+    def _pull_levers_on(self, spec: InoculateSpec) -> None:
+        """Arm the kill switch and the maximum duration: either asks for an abort, so the
+        rollbacks revert every fault. A kill switch engaged now stops the run before
+        anything starts."""
+        if spec.kill_switch is not None:
+            reason = kill_switch_engaged(spec.kill_switch)
+            if reason is not None:
+                self.guard.reason = reason
+                raise InterruptExecution(reason)
+            self.kill_switch = KillSwitchWatcher(spec.kill_switch, self.guard.request_abort)
+            self.kill_switch.start()
+        if spec.max_duration_s is not None:
+            limit = spec.max_duration_s
+            self.deadline = threading.Timer(
+                limit, self.guard.request_abort, (f"the maximum duration of {limit:g} s passed",)
+            )
+            self.deadline.daemon = True
+            self.deadline.start()
+
+    def _release_levers(self) -> None:
+        if self.kill_switch is not None:
+            self.kill_switch.stop()
+        if self.deadline is not None:
+            self.deadline.cancel()
+
     def _stop_components(self) -> None:
+        self._release_levers()
         for name, stop in (
             ("monitor", self.monitor.stop if self.monitor else None),
             ("prometheus monitor", self.server_monitor.stop if self.server_monitor else None),
