@@ -19,6 +19,12 @@ demo: $(STAMP)
 	$(BIN)/python -m inoculate.demo.run_experiments experiments/shop
 
 ## Network experiments: latency between gateway and catalog through our Toxiproxy-API proxy.
+## Production canaries under a policy: the shop, a Prometheus, background users, then a
+## dry run, a pass, a kill switch, a burn-rate abort and a skip (needs Debian's prometheus).
+.PHONY: demo-canary
+demo-canary: $(STAMP)
+	$(BIN)/python -m inoculate.demo.canary
+
 .PHONY: demo-network toxiproxy
 demo-network: $(STAMP)
 	$(BIN)/python -m inoculate.demo.run_experiments experiments/network

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +21,13 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-import requests
 import yaml
 
+from inoculate.demo.prometheus import PrometheusServer, prometheus_binary
+from inoculate.demo.prometheus import start_prometheus as start_demo_prometheus
 from inoculate.demo.shop.client import ShopHandle, start_shop
 from inoculate.demo.shop.knobs import ShopKnobs
-from inoculate.steady_state.prometheus import PrometheusClient, PrometheusSource
+from inoculate.demo.traffic import browsing as demo_browsing
 from tests.support import REPO, free_port, wait_for
 
 __all__ = [
@@ -48,10 +47,9 @@ __all__ = [
     "stop_shop_and_prometheus",
 ]
 
-PROMETHEUS = shutil.which("prometheus")
+PROMETHEUS = prometheus_binary()
 LOCUSTFILE = REPO / "experiments" / "shop" / "locustfile.py"
 BROWSE = 'job="shop-gateway",route="/products",method="GET"'
-START_TIMEOUT_S = 30.0
 
 
 def require_prometheus() -> str:
@@ -62,78 +60,10 @@ def require_prometheus() -> str:
     return PROMETHEUS
 
 
-@dataclass
-class PrometheusServer:
-    """A Prometheus process on loopback with its own config and data directory."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, timeout_s: float = 2.0) -> PrometheusClient:
-        return PrometheusClient(PrometheusSource(url=self.url, timeout_s=timeout_s))
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGCONT)
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 def start_prometheus(root: Path, jobs: dict[str, list[str]]) -> PrometheusServer:
-    """Start Prometheus scraping ``jobs`` (name → host:port targets) every second."""
-    binary = require_prometheus()
-    root.mkdir(parents=True, exist_ok=True)
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": name, "static_configs": [{"targets": targets}]}
-            for name, targets in jobs.items()
-        ],
-    }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = root / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [binary, f"--config.file={root / 'prometheus.yml'}",
-             f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    server = PrometheusServer(process, port, log)
-    try:
-        wait_for(lambda: _ready(server), START_TIMEOUT_S, f"Prometheus ready ({log})")
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _ready(server: PrometheusServer) -> bool:
-    if server.process.poll() is not None:
-        raise AssertionError(f"Prometheus exited: {server.log.read_text()[-2000:]}")
-    try:
-        if requests.get(f"{server.url}/-/ready", timeout=1).status_code != 200:
-            return False
-        flags = requests.get(f"{server.url}/api/v1/status/flags", timeout=1).json()["data"]
-    except requests.RequestException:
-        return False
-    # The server on the port must be this one, not another test's that holds the port.
-    ours = str(server.log.parent / "prometheus.yml")
-    if flags.get("config.file") != ours:
-        raise AssertionError(f"{server.url} is another Prometheus ({flags.get('config.file')})")
-    return True
+    """Start Prometheus scraping ``jobs`` every second, on a port of this test worker's."""
+    require_prometheus()
+    return start_demo_prometheus(root, jobs, free_port())
 
 
 def host_port(url: str) -> str:
@@ -179,21 +109,8 @@ def stop_shop_and_prometheus(shop: ShopHandle, prometheus: PrometheusServer | No
 @contextlib.contextmanager
 def browsing(shop: ShopHandle, pause_s: float = 0.02) -> Iterator[None]:
     """Browse the shop's products from a thread while the block runs."""
-    stop = threading.Event()
-
-    def browse() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(requests.RequestException):
-                requests.get(f"{shop.gateway_url}/products", timeout=2)
-            time.sleep(pause_s)
-
-    worker = threading.Thread(target=browse, daemon=True)
-    worker.start()
-    try:
+    with demo_browsing(shop.gateway_url, pause_s):
         yield
-    finally:
-        stop.set()
-        worker.join(timeout=5)
 
 
 def catalog_pattern(shop: ShopHandle) -> str:
