@@ -361,10 +361,13 @@ def run_trial(
             number, scenario.name, signame, at_s, None, [("exit", "no exit in 90 s")]
         )
     result = TrialResult(number, scenario.name, signame, at_s, process.returncode)
-    # A SIGINT while `site` still imports the interpreter's startup modules is a
-    # KeyboardInterrupt there, which Python reports with exit 1 (not -2).
-    in_startup = process.returncode == 1 and _interrupted_in_startup(stderr)
-    defaulted = before_handlers and (process.returncode == -SIGNALS[signame] or in_startup)
+    # A SIGINT before inoculate's first handler is Python's KeyboardInterrupt wherever the
+    # interpreter was (`site`, runpy's imports, the module header of inoculate.cli): exit 1
+    # while `site` runs, -2 after it.
+    in_startup = process.returncode in (1, -2) and _interrupted_in_startup(stderr)
+    defaulted = (before_handlers and process.returncode == -SIGNALS[signame]) or (
+        signame == "int" and in_startup
+    )
     result.before_handlers = defaulted
     if "Traceback" in stderr and not defaulted:
         result.add("traceback", stderr.strip().splitlines()[-1][:160])
@@ -377,15 +380,16 @@ def run_trial(
 
 
 def _interrupted_in_startup(stderr: str) -> bool:
-    """A KeyboardInterrupt raised while the interpreter ran ``site`` (before any line of
-    inoculate): its traceback goes through ``<frozen site>`` and no inoculate module."""
+    """A KeyboardInterrupt raised before inoculate installed its first handler: while the
+    interpreter started (``site``, runpy, the import system) or ran the module header of
+    ``inoculate.cli`` — no other line of inoculate is in its traceback."""
     lines = stderr.strip().splitlines()
-    frames = [line for line in lines if line.lstrip().startswith("File ")]
+    frames = [line.strip() for line in lines if line.lstrip().startswith("File ")]
+    ours = [frame for frame in frames if "/inoculate/" in frame or "inoculate.cli" in frame]
     return (
         bool(lines)
         and lines[-1].strip() == "KeyboardInterrupt"
-        and any("<frozen site>" in frame for frame in frames)
-        and not any("/inoculate/" in frame or "inoculate.cli" in frame for frame in frames)
+        and all("/inoculate/cli/__init__.py" in frame and "in <module>" in frame for frame in ours)
     )
 
 

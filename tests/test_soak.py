@@ -57,10 +57,22 @@ STARTUP_TRACEBACK = """Traceback (most recent call last):
 KeyboardInterrupt"""
 
 
-def test_a_sigint_while_site_runs_is_pythons_default_and_ours_is_not() -> None:
+RUNPY_TRACEBACK = """Traceback (most recent call last):
+  File "<frozen runpy>", line 189, in _run_module_as_main
+  File "<frozen runpy>", line 112, in _get_module_details
+  File "/repo/inoculate/cli/__init__.py", line 17, in <module>
+    from typing import TYPE_CHECKING
+  File "/usr/lib/python3.11/typing.py", line 2049, in <module>
+KeyboardInterrupt"""
+
+
+def test_a_sigint_before_inoculates_first_handler_is_pythons_default_and_ours_is_not() -> None:
     from tests.soak import _interrupted_in_startup
 
     assert _interrupted_in_startup(STARTUP_TRACEBACK)
+    assert _interrupted_in_startup(RUNPY_TRACEBACK)  # runpy importing inoculate.cli's header
+    in_main = RUNPY_TRACEBACK.replace("in <module>", "in main")
+    assert not _interrupted_in_startup(in_main)
     ours = STARTUP_TRACEBACK.replace(
         '"/usr/lib/python3.11/enum.py"', '"/repo/inoculate/cli/app.py"'
     )

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not imported at run time: every import delays the first handler
+    from types import FrameType
+    from typing import Any
 
 __all__ = ["CommandInterrupted", "main"]
 
