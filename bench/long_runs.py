@@ -17,6 +17,12 @@ one fault every 10 minutes: 1, 6 and 24 faults) this prints:
   again with the load's open second rewritten three times a second and looked into;
 - the goals: a 4 h report in at most 5 s and 300 MB.
 
+A run writes ``sli-seconds.jsonl`` as it goes (``inoculate.session.figures``): each second's
+report figures, so that its report decodes no histogram. The synthetic runs are given it the
+same way, in one go; each report is also timed without it (decoding ``sli.jsonl``: a run
+killed before it finished, or recorded before the file existed), and the CPU the session's
+thread spends writing it is printed per second of run.
+
 The runs are synthetic (``tests.synthetic``: real HDR histograms, real verdict code) and
 cached with their facts in the temporary folder, since building the 4 h one takes minutes.
 Usage::
@@ -45,7 +51,9 @@ sys.path.insert(0, str(REPO))
 
 from command_cost import Measure, measure  # noqa: E402  (bench/, the script's folder)
 
+from inoculate.model.layout import SECONDS_FILE  # noqa: E402
 from inoculate.model.summary import RunSummary  # noqa: E402
+from inoculate.session.figures import PerSecondFigures  # noqa: E402
 from inoculate.session.summarize import RunFacts, summarize  # noqa: E402
 from inoculate.steady_state.monitor import Evaluation, SloMonitor  # noqa: E402
 from inoculate.steady_state.samples import OpenSecond, SliSample  # noqa: E402
@@ -129,7 +137,23 @@ def long_run(name: str, duration_s: int, fresh: bool) -> tuple[Path, RunFacts, f
         facts_file.write_bytes(pickle.dumps(run.facts, protocol=pickle.HIGHEST_PROTOCOL))
         summary_s = timings[0]
         print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
-    return folder, pickle.loads(facts_file.read_bytes()), summary_s
+    facts = pickle.loads(facts_file.read_bytes())
+    if not (folder / SECONDS_FILE).is_file():  # a run cached before the file existed
+        PerSecondFigures(folder, facts.slos).finish()
+    return folder, facts, summary_s
+
+
+def _reduction_ms_per_second(folder: Path, facts: RunFacts, duration_s: int) -> float:
+    """CPU the session's thread spends per second of run reducing the run's seconds (the
+    whole file reduced once, into a scratch copy of sli-seconds.jsonl)."""
+    scratch = Path(tempfile.mkdtemp(prefix="inoculate-bench-reduce-"))
+    try:
+        (scratch / "sli.jsonl").symlink_to(folder / "sli.jsonl")
+        started = time.process_time()
+        PerSecondFigures(scratch, facts.slos).finish()
+        return (time.process_time() - started) * 1000 / duration_s
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _timed(timings: list[float]) -> Callable[[RunFacts], RunSummary]:
@@ -154,6 +178,8 @@ class RunCost:
     summary_equal: bool | None
     report: Measure
     html_mb: float
+    decoded: Measure  # the same report decoding sli.jsonl (no sli-seconds.jsonl)
+    reduce_ms: float  # CPU per second of run the session spends writing sli-seconds.jsonl
 
 
 def run_cost(name: str, duration_s: int, fresh: bool, repeat: int) -> RunCost:
@@ -182,16 +208,37 @@ def run_cost(name: str, duration_s: int, fresh: bool, repeat: int) -> RunCost:
         str(out / "none.sqlite"),
     ]
     reports = [measure(command) for _ in range(repeat)]
-    if any(m.code != 0 for m in reports):
-        raise SystemExit(f"inoculate report failed on the {name} run:\n{reports[0].stderr}")
     html_mb = (out / "report.html").stat().st_size / 1e6
+    # The comparison: the same report decoding sli.jsonl's histograms (a run killed before
+    # it wrote sli-seconds.jsonl, or one recorded before it existed).
+    seconds_file = folder / SECONDS_FILE
+    aside = seconds_file.rename(folder / f"{SECONDS_FILE}.aside")
+    try:
+        decoding = [measure(command) for _ in range(repeat)]
+    finally:
+        aside.rename(seconds_file)
+    if any(m.code != 0 for m in [*reports, *decoding]):
+        raise SystemExit(f"inoculate report failed on the {name} run:\n{reports[0].stderr}")
     shutil.rmtree(out, ignore_errors=True)
     report = Measure(
         statistics.median(m.wall_s for m in reports), max(m.peak_mb for m in reports), 0, ""
     )
+    decoded = Measure(
+        statistics.median(m.wall_s for m in decoding), max(m.peak_mb for m in decoding), 0, ""
+    )
+    reduce_ms = _reduction_ms_per_second(folder, facts, duration_s)
     faults = sum(1 for e in facts.fault_events if e.get("op") == "inject")
     return RunCost(
-        name, folder, duration_s / 3600, faults, statistics.median(timings), equal, report, html_mb
+        name,
+        folder,
+        duration_s / 3600,
+        faults,
+        statistics.median(timings),
+        equal,
+        report,
+        html_mb,
+        decoded,
+        reduce_ms,
     )
 
 
@@ -246,7 +293,8 @@ def main() -> int:
     )
     print(
         f"{'run':<7} {'faults':>6} {'summary s':>10} {'= on file':>9} {'report s':>9} "
-        f"{'peak MB':>8} {'html MB':>8} {'summary s/h':>12} {'report s/h':>11}"
+        f"{'peak MB':>8} {'html MB':>8} {'summary s/h':>12} {'report s/h':>11} "
+        f"{'decoding s':>11} {'peak MB':>8}"
     )
     for c in costs:
         equal = {True: "yes", False: "NO", None: "built"}[c.summary_equal]
@@ -254,7 +302,17 @@ def main() -> int:
             f"{c.name:<7} {c.faults:>6} {c.summary_s:>10.2f} {equal:>9}"
             f" {c.report.wall_s:>9.2f} {c.report.peak_mb:>8.0f} {c.html_mb:>8.2f}"
             f" {c.summary_s / c.hours:>12.2f} {c.report.wall_s / c.hours:>11.2f}"
+            f" {c.decoded.wall_s:>11.2f} {c.decoded.peak_mb:>8.0f}"
         )
+    print(
+        "report s: with the per-second figures a run writes as it goes (sli-seconds.jsonl); "
+        "decoding s: the same report decoding sli.jsonl's histograms instead"
+    )
+    print(
+        "writing sli-seconds.jsonl during the run: "
+        + ", ".join(f"{c.name} {c.reduce_ms:.2f} ms" for c in costs)
+        + " of CPU per second of run"
+    )
     long = costs[-1]
     flat = True
     for short in costs[:-1]:

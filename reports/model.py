@@ -22,6 +22,7 @@ from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.summary import FaultSummary, RunSummary, SloSummary
 from inoculate.model.targets import target_words
 from inoculate.reports.outcomes import FaultOutcome, SloOutcome
+from inoculate.reports.per_second import load_precomputed
 from inoculate.reports.run_data import RunData, activity_results, load_run
 from inoculate.reports.score import Score, ScoreInput, score_run, slo_credit
 from inoculate.reports.series import (
@@ -33,7 +34,14 @@ from inoculate.reports.series import (
 from inoculate.reports.trend import TrendPoint
 from inoculate.steady_state.server_side import server_side_name
 
-__all__ = ["RunReport", "SloView", "TrendPoint", "build_run_report", "slo_in_words"]
+__all__ = [
+    "RunReport",
+    "SloView",
+    "TrendPoint",
+    "build_run_report",
+    "report_series_parameters",
+    "slo_in_words",
+]
 
 _MEASURED_BY = {
     "open": ", measured under the open load model (arrivals at a fixed rate)",
@@ -124,6 +132,19 @@ class RunReport:
         return rows + [{"phase": "rollback", **r} for r in rollbacks]
 
 
+def report_series_parameters(
+    run: RunData, specs: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[set[float], set[float], list[str | None]]:
+    """The percentiles, slow-count thresholds (ms) and latency selections a run's report
+    reads per second: the defaults and every latency SLO's."""
+    specs = _slo_specs(run) if specs is None else specs
+    percentiles = set(DEFAULT_PERCENTILES) | {
+        float(s["percentile"]) for s in specs.values() if s.get("percentile")
+    }
+    thresholds = {float(s["threshold_ms"]) for s in specs.values() if s.get("threshold_ms")}
+    return percentiles, thresholds, latency_selections(specs.values())
+
+
 def build_run_report(
     path: Path, trend: Sequence[TrendPoint] = (), *, with_series: bool = True
 ) -> RunReport:
@@ -135,12 +156,10 @@ def build_run_report(
     if run.kind == "inoculate" and run.summary.slos and samples is None:
         problem = f"no SLI samples file in {run.directory}: budgets and plots are not available"
     if with_series and samples is not None:
-        percentiles = set(DEFAULT_PERCENTILES) | {
-            float(s["percentile"]) for s in specs.values() if s.get("percentile")
-        }
-        thresholds = {float(s["threshold_ms"]) for s in specs.values() if s.get("threshold_ms")}
-        latency_of = latency_selections(specs.values())
-        series = load_series(samples, percentiles, thresholds, latency_of)
+        percentiles, thresholds, latency_of = report_series_parameters(run, specs)
+        series = load_precomputed(samples, percentiles, thresholds, latency_of) or load_series(
+            samples, percentiles, thresholds, latency_of
+        )
     try:
         score_in = score_input(run, series, specs)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -21,6 +21,7 @@ import numpy as np
 
 from inoculate.model.files import write_json_atomic
 from inoculate.model.summary import RunSummary
+from inoculate.session.figures import PerSecondFigures
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.steady_state.monitor import Evaluation
 from inoculate.steady_state.samples import EndpointSecond, SliSample, new_histogram
@@ -155,16 +156,21 @@ def build_synthetic_run(
     seed: int = 0,
     t0: int = T0,
     summarizer: Callable[[RunFacts], RunSummary] = summarize,
+    per_second: bool = True,
 ) -> SyntheticRun:
     """Write a complete run directory (verdicts from ``inoculate.session.summarize``).
 
     The facts are returned too, and ``summarizer`` computes the summary, so that a
-    benchmark can time it on its own.
+    benchmark can time it on its own. With ``per_second`` (the default) the run's
+    ``sli-seconds.jsonl`` is written as a real run's session writes it.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     samples = _write_samples(directory, duration_s, endpoints, faults, seed, t0)
     parsed = list(parse_slos(list(slos)))
+    if per_second:
+        # What the session's thread writes during a run, written here in one go.
+        PerSecondFigures(directory, parsed).finish()
     if method_s is None:
         method_s = (
             (min(f.injected_s for f in faults), max(f.reverted_s for f in faults) - 0.3)

@@ -10,6 +10,7 @@ import pytest
 
 from inoculate.demo.run_experiments import expected_verdict
 from inoculate.steady_state.samples import SliSample
+from tests.per_second_support import assert_seconds_stand_in
 from tests.support import EXPERIMENTS, CliResult, Workspace, assert_no_fault_remains
 
 pytestmark = pytest.mark.integration
@@ -20,6 +21,8 @@ def _run(workspace: Workspace, experiment: Path) -> CliResult:
     run_dir = result.run_dir()
     for artefact in ("journal.json", "sli.jsonl", "summary.json"):
         assert (run_dir / artefact).is_file(), f"{artefact} missing; stderr:\n{result.stderr}"
+    # The seconds the session reduced as the run went are the ones its report decodes.
+    assert_seconds_stand_in(run_dir)
     return result
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "RUN_DIR_CONFIG_KEY",
     "RUN_ID_CONFIG_KEY",
     "SAMPLES_FILE",
+    "SECONDS_FILE",
     "SPEC_FILE",
     "SUMMARY_FILE",
     "SYSTEM_CONFIG_KEY",
@@ -61,6 +62,7 @@ SPEC_FILE = "inoculate.json"
 JOURNAL_FILE = "journal.json"
 SUMMARY_FILE = "summary.json"
 SAMPLES_FILE = "sli.jsonl"
+SECONDS_FILE = "sli-seconds.jsonl"  # each second reduced for reports (reports/per_second.py)
 PROMETHEUS_FILE = "prometheus.jsonl"
 GUARDS_FILE = "guards.jsonl"
 FAULTS_FILE = "faults.jsonl"

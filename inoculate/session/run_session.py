@@ -86,6 +86,7 @@ from inoculate.session.aftermath import (
     wait_fresh_windows,
 )
 from inoculate.session.base_dir import base_dir_of_run
+from inoculate.session.figures import PerSecondFigures
 from inoculate.session.interrupts import InterruptGuard
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
@@ -167,6 +168,7 @@ class RunSession(RunEventHandler):
         self._torn_down = False
         self._warned_never_called: set[str] = set()
         self._log_filter: SecretFilter | None = None
+        self.figures: PerSecondFigures | None = None
         self.kill_switch: KillSwitchWatcher | None = None
         self.deadline: threading.Timer | None = None
         self._write_spec()
@@ -376,6 +378,7 @@ class RunSession(RunEventHandler):
         logger.info(
             "load running (%s); warming up %.0fs", _load_words(load_spec), load_spec.warmup_s
         )
+        self.figures = PerSecondFigures(self.run_dir, spec.slos).start()
         if spec.slos:
             store = SliStore(self.run_dir / SAMPLES_FILE, open_path=self.run_dir / OPEN_SECOND_FILE)
             self.monitor = SloMonitor(spec.slos, store, on_evaluation=self._on_evaluation)
@@ -523,6 +526,7 @@ class RunSession(RunEventHandler):
             ("monitor", self.monitor.stop if self.monitor else None),
             ("prometheus monitor", self.server_monitor.stop if self.server_monitor else None),
             ("load", self.load.stop if self.load else None),
+            ("per-second figures", self.figures.finish if self.figures else None),
             ("system", self.system.stop if self.system else None),
         ):
             if stop is None:
