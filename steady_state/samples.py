@@ -62,6 +62,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
@@ -72,10 +73,12 @@ __all__ = [
     "EndpointSecond",
     "OpenSecond",
     "SliSample",
+    "count_from_index",
     "decode_histogram",
     "encode_histogram",
     "merge_samples",
     "new_histogram",
+    "value_at_percentile",
 ]
 
 HIST_LOWEST_US = 1
@@ -267,3 +270,29 @@ class OpenSecond:
             return cls(at=float(data["at"]), sample=SliSample.from_json(data["sample"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def value_at_percentile(histogram: HdrHistogram, percentile: float) -> int:
+    """hdrh's ``get_value_at_percentile``, the same value, with numpy: hdrh walks the
+    counts array in Python, one bucket at a time (7 ms for a wide 5 s window)."""
+    target = histogram.get_target_count_at_percentile(percentile)
+    cumulative = np.cumsum(_counts(histogram))
+    index = int(np.searchsorted(cumulative, target, side="left"))
+    if index >= histogram.counts_len:
+        return 0
+    value = histogram.get_value_from_index(index)
+    if percentile:
+        return int(histogram.get_highest_equivalent_value(value))
+    return int(histogram.get_lowest_equivalent_value(value))
+
+
+def count_from_index(histogram: HdrHistogram, first: int) -> int:
+    """The recorded values in buckets ``first`` and above."""
+    return int(_counts(histogram)[first:].sum())
+
+
+def _counts(histogram: HdrHistogram) -> np.ndarray:
+    # A decoded histogram's counts array may stop short of counts_len (hdrh reads the
+    # buckets past its end as 0): only the buckets it has.
+    stored = min(histogram.counts_len, len(histogram.counts), histogram.encoder.payload.counts_len)
+    return np.frombuffer(histogram.counts, dtype=np.uint64, count=stored)

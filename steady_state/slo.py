@@ -72,8 +72,10 @@ from inoculate.steady_state.samples import (
     HIST_HIGHEST_US,
     EndpointSecond,
     SliSample,
+    count_from_index,
     decode_histogram,
     new_histogram,
+    value_at_percentile,
 )
 
 __all__ = [
@@ -511,7 +513,7 @@ def _measure_latency(slo: LatencySlo, window: _Window) -> _Measure:
     requests = histogram.get_total_count()
     if requests <= 0:
         return _Measure(None, False, None, NO_REQUESTS, 0)
-    value_us = histogram.get_value_at_percentile(slo.percentile)
+    value_us = value_at_percentile(histogram, slo.percentile)
     met = value_us <= threshold_us
     slow = _count_slower_than(histogram, threshold_us)
     burn_rate = float(Fraction(100 * slow, requests) / (100 - _exact(slo.percentile)))
@@ -578,4 +580,4 @@ def _count_slower_than(histogram: HdrHistogram, threshold_us: Fraction) -> int:
     hdrh has no "count above value" query, hence this sum over its counts array.
     """
     first_slow = _first_slow_index(histogram, threshold_us)
-    return int(sum(histogram.counts[first_slow : histogram.counts_len]))
+    return count_from_index(histogram, first_slow)

@@ -700,3 +700,34 @@ def test_an_slo_on_an_endpoint_the_load_never_called_says_so_and_lists_what_it_c
     assert evaluate_slo(availability(), silent, END).reason == NO_REQUESTS
     stuck = [counts(t, 0, started=20) for t in range(END - 9, END + 1)]
     assert "made no request" not in (evaluate_slo(latency(), stuck, END).reason or "")
+
+
+def test_the_numpy_percentile_and_slow_count_equal_hdrhs_own() -> None:
+    """``value_at_percentile`` and ``count_from_index`` stand in for hdrh's Python walks
+    (``get_value_at_percentile``, a sum over ``get_count_at_index``): the same numbers, on
+    recorded and on decoded histograms, empty ones included."""
+    import random
+
+    from inoculate.steady_state.samples import (
+        count_from_index,
+        decode_histogram,
+        encode_histogram,
+        new_histogram,
+        value_at_percentile,
+    )
+
+    rng = random.Random(9)
+    for _ in range(200):
+        recorded = new_histogram()
+        for _ in range(rng.choice([0, 1, 3, 50, 2000])):
+            recorded.record_value(int(rng.lognormvariate(rng.uniform(3, 13), 1.5)) + 1)
+        for histogram in (recorded, decode_histogram(encode_histogram(recorded))):
+            for percentile in (0, 0.1, 50, 95, 99.9, 100, rng.uniform(0, 100)):
+                assert value_at_percentile(histogram, percentile) == (
+                    histogram.get_value_at_percentile(percentile)
+                )
+            first = rng.randrange(histogram.counts_len)
+            expected = sum(
+                histogram.get_count_at_index(i) for i in range(first, histogram.counts_len)
+            )
+            assert count_from_index(histogram, first) == expected
