@@ -19,6 +19,7 @@ computed at most once per SLO, only for the seconds some fault's recovery looks 
 from __future__ import annotations
 
 import bisect
+import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -73,6 +74,20 @@ class RunFacts:
 
 def summarize(facts: RunFacts) -> RunSummary:
     """Return the run's summary: status, reasons, per-SLO verdicts and fault windows."""
+    # The summary allocates tens of thousands of small objects while the run's facts hold
+    # millions: each of the collector's full passes walks all of them, so a 4 h run's summary
+    # spent half its time there (0.30 s against 0.15 s, and its cost per hour doubled with
+    # the run's length). It makes no cycle that must be collected before it returns.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _summarize(facts)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _summarize(facts: RunFacts) -> RunSummary:
     verdicts_of: dict[str, list[tuple[Evaluation, SloVerdict]]] = {}
     for evaluation in facts.evaluations:  # one pass, however many SLOs
         for verdict in evaluation.verdicts:
