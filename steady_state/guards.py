@@ -28,11 +28,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inoculate.model.status import SliDataStatus
 from inoculate.steady_state.prometheus import PrometheusClient, PrometheusReading, evaluate
 from inoculate.steady_state.server_side import ServerSideSlo
 
 __all__ = [
     "GUARDED_SLIS",
+    "BudgetLeft",
     "BurnRatePolicy",
     "ErrorBudgetPolicy",
     "Guards",
@@ -154,32 +156,34 @@ def burn_rate_at(
     return None if reading.status.missing else reading.burn_rate
 
 
+@dataclass(frozen=True)
+class BudgetLeft:
+    """One guarded SLO's error budget left over a period: the % left (None: Prometheus
+    cannot tell, and ``status`` says why), and that in a sentence."""
+
+    name: str
+    left: float | None
+    sentence: str
+    status: SliDataStatus
+
+
 def budget_left(
     client: PrometheusClient, sides: Sequence[ServerSideSlo], policy: ErrorBudgetPolicy, t: float
-) -> list[tuple[str, float | None, str]]:
-    """Per guarded SLO: its name, the % of its error budget left over the policy's period
-    (None: Prometheus cannot tell), and that in a sentence."""
+) -> list[BudgetLeft]:
+    """Per guarded SLO, the error budget left over the policy's period."""
     found = []
     for side in guarded(sides):
         reading = _read(client, side, policy.period_s, t)
         if reading.status.missing or reading.burn_rate is None:
-            found.append(
-                (
-                    side.name,
-                    None,
-                    f"SLO {side.name}: error budget over {policy.period} unknown "
-                    f"({reading.status}: {reading.reason})",
-                )
+            sentence = (
+                f"SLO {side.name}: error budget over {policy.period} unknown "
+                f"({reading.status}: {reading.reason})"
             )
+            found.append(BudgetLeft(side.name, None, sentence, reading.status))
             continue
         left = max(0.0, 100.0 * (1.0 - reading.burn_rate))
-        found.append(
-            (
-                side.name,
-                left,
-                f"SLO {side.name}: {left:.1f} % of its error budget over {policy.period} is left",
-            )
-        )
+        sentence = f"SLO {side.name}: {left:.1f} % of its error budget over {policy.period} is left"
+        found.append(BudgetLeft(side.name, left, sentence, reading.status))
     return found
 
 
@@ -189,11 +193,11 @@ def budget_shortfalls(
     """Why the run must be skipped: one sentence per SLO whose budget left over the period is
     under the policy's minimum, or that Prometheus cannot tell; empty when every one may run."""
     return [
-        sentence
-        if left is None
-        else f"{sentence}, under the minimum {policy.min_remaining_percent:g} %"
-        for _, left, sentence in budget_left(client, sides, policy, t)
-        if left is None or left < policy.min_remaining_percent
+        found.sentence
+        if found.left is None
+        else f"{found.sentence}, under the minimum {policy.min_remaining_percent:g} %"
+        for found in budget_left(client, sides, policy, t)
+        if found.left is None or found.left < policy.min_remaining_percent
     ]
 
 

@@ -463,3 +463,29 @@ def test_the_installed_command_runs_it(tmp_path: Path) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert "audit" in listed.stdout
+
+
+def test_a_head_kept_elsewhere_shows_an_edited_last_line_and_a_cut_tail(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inoculate.cli.audit import command
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for n in range(4):
+        log.append("guard", n=n)
+    runner = CliRunner()
+    first = runner.invoke(command, ["verify", str(log.path)])
+    head = first.output.strip().splitlines()[-1].split(": ")[-1]
+    assert runner.invoke(command, ["verify", str(log.path), "--head", head]).exit_code == 0
+    log.append("finished", outcome="aborted")  # a later line: the old head is still there
+    assert runner.invoke(command, ["verify", str(log.path), "--head", head]).exit_code == 0
+    kept = runner.invoke(command, ["verify", str(log.path)]).output.strip().split(": ")[-1]
+    lines = log.path.read_text().splitlines(keepends=True)
+    log.path.write_text("".join(lines[:-1]) + lines[-1].replace('"aborted"', '"passed"'))
+    # The chain alone cannot see an edited last line; the head kept elsewhere does.
+    assert runner.invoke(command, ["verify", str(log.path)]).exit_code == 0
+    forged = runner.invoke(command, ["verify", str(log.path), "--head", kept])
+    assert forged.exit_code == 1 and "edited" in forged.output
+    log.path.write_text("".join(lines[:-2]))  # nor lines cut off the end
+    cut = runner.invoke(command, ["verify", str(log.path), "--head", head])
+    assert cut.exit_code == 1 and "cut off" in cut.output

@@ -282,3 +282,30 @@ def test_all_day_windows_on_consecutive_days_let_a_run_cross_midnight() -> None:
     weekdays = Windows(timezone="UTC", allowed=[{"days": ["mon"], "hours": "00:00-24:00"}])
     assert why_not_now(weekdays, late, 120) is None  # ends at midnight exactly
     assert "would end at Tue 00:08" in (why_not_now(weekdays, late, 600) or "")
+
+
+def test_a_kill_says_when_what_it_kills_could_not_be_started_again(tmp_path: Path) -> None:
+    import subprocess
+
+    from inoculate.extensions.process.preview import REACH
+
+    title = f"fake-master-{tmp_path.name}: master process"
+    # A process that rewrote its command line, as nginx's master does.
+    rewritten = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
+    try:
+        deadline = time.monotonic() + 5
+        kill = {"pattern": f"^{title}", "max_processes": 1}
+        while time.monotonic() < deadline and "no process" in (
+            REACH["kill"](kill, {}).problem or "no process"
+        ):
+            time.sleep(0.05)
+        problem = REACH["kill"](kill, {}).problem or ""
+        assert f"pid {rewritten.pid}" in problem and "declare restart_command" in problem
+        assert REACH["kill"]({**kill, "restart_command": "sleep 60"}, {}).problem is None
+        assert REACH["freeze"](kill, {}).problem is None  # a freeze is undone by SIGCONT
+        assert "more than max_processes=0" not in (REACH["kill"](kill, {}).problem or "")
+        missing = REACH["kill"]({"pattern": "^no-such-thing-xyz", "max_processes": 1}, {})
+        assert "no process matches" in (missing.problem or "")
+    finally:
+        rewritten.kill()
+        rewritten.wait()

@@ -267,7 +267,8 @@ def test_a_dry_run_evaluates_every_guard_and_says_it_would_be_skipped(
     decisions = {
         line["guard"]: line["allowed"] for line in canary.audit if line["event"] == "guard"
     }
-    assert decisions == {"window": True, "kill_switch": False, "error_budget": True, "lock": True}
+    assert decisions == {"window": True, "kill_switch": False, "ledger": True, "targets": True,
+                         "error_budget": True, "lock": True}  # fmt: skip
     assert canary.audit[-1]["event"] == "dry-run"
     _assert_untouched(shop, canary)
 
@@ -485,6 +486,77 @@ def test_an_interrupted_canary_says_so_in_the_audit_log(tmp_path: Path, shop: Sc
     assert "SIGTERM" in " ".join(canary.audit[-1]["reasons"])
     assert psutil.Process(_pid(shop, "orders-0")).status() != psutil.STATUS_STOPPED
     _chain_holds(canary)
+
+
+def test_a_fault_left_by_a_killed_canary_keeps_the_next_one_from_starting(
+    tmp_path: Path, shop: Scraped
+) -> None:
+    orders = psutil.Process(_pid(shop, "orders-0"))
+
+    def kill_once_frozen(root: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and orders.status() != psutil.STATUS_STOPPED:
+            time.sleep(0.05)
+        for process in psutil.process_iter(["cmdline"]):
+            if "canary" in (process.info["cmdline"] or []) and str(root) in " ".join(
+                process.info["cmdline"]
+            ):
+                process.send_signal(signal.SIGKILL)
+
+    killed = _canary(tmp_path, shop, "orders-freeze-long.yaml", during=kill_once_frozen)
+    assert killed.code == -signal.SIGKILL
+    assert orders.status() == psutil.STATUS_STOPPED  # left frozen, in the ledger
+    try:
+        second = _canary(tmp_path, shop, "orders-freeze-brief.yaml")
+        assert second.code == ExitCode.SKIPPED, second.stderr
+        said = " ".join(second.stderr.split())
+        assert "1 fault(s) still in the fault ledger" in said
+        assert "run `inoculate recover`" in said
+        guard = next(line for line in second.audit[::-1] if line.get("guard") == "ledger")
+        assert guard["allowed"] is False
+        assert orders.status() == psutil.STATUS_STOPPED  # the canary touched nothing
+    finally:
+        recovered = subprocess.run(
+            [sys.executable, "-m", "inoculate.cli", "recover", "--ledger",
+             str(tmp_path / "ledger.jsonl")],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        orders.resume() if orders.status() == psutil.STATUS_STOPPED else None
+    assert recovered.returncode == 0, recovered.stderr
+    assert orders.status() != psutil.STATUS_STOPPED
+
+
+PATTERN = ("method", 0, "provider", "arguments", "pattern")
+TOTAL = ("extensions", 0, "slos", 0, "prometheus", "total")
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({PATTERN: "no-such-process-xyz"}, "no process matches 'no-such-process-xyz' now"),
+        ({PATTERN: r"inoculate\.demo\.shop\.(orders|catalog) "}, "more than max_processes=1"),
+        ({TOTAL: 'shop_http_requestz_total{job="shop-gateway"}'}, "no series"),
+    ],
+)  # fmt: skip
+def test_a_canary_set_up_wrong_is_refused_not_skipped(
+    tmp_path: Path, shop: Scraped, changes: dict[tuple[Any, ...], Any], said: str
+) -> None:
+    canary = _canary(tmp_path, shop, experiment_changes=changes)
+    assert canary.code == ExitCode.INVALID, canary.stderr
+    stderr = " ".join(canary.stderr.split())
+    assert "refused:" in stderr and said in stderr
+    assert canary.audit[-1]["event"] == "refused"
+    _assert_untouched(shop, canary)
+
+
+def test_a_webhook_key_that_is_not_set_is_a_mistake_not_a_skip(
+    tmp_path: Path, shop: Scraped
+) -> None:
+    hooks = [{"url": "http://127.0.0.1:9/approve", "secret_env": "NO_SUCH_CANARY_KEY"}]
+    canary = _canary(tmp_path, shop, policy={"preflight": hooks})
+    assert canary.code == ExitCode.INVALID, canary.stderr
+    assert "NO_SUCH_CANARY_KEY" in canary.stderr
+    _assert_untouched(shop, canary)
 
 
 # --------------------------------------------------------------------------- the demo

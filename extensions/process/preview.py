@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from inoculate.extensions.process.restarts import describe_for_restart, restart_argv
 from inoculate.extensions.process.targets import DEFAULT_MAX_PROCESSES, match_pattern
 from inoculate.model.targets import Reach
 
@@ -44,15 +45,47 @@ PREVIEWS: Mapping[str, Callable[[Mapping[str, Any], Mapping[str, Any]], list[str
 
 def _reach(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> Reach:
     """A process fault hits every process it matches, and refuses (hits none) when more than
-    ``max_processes`` match: that is the most it could hit, whatever matches now."""
+    ``max_processes`` match: that is the most it could hit, whatever matches now. Why it
+    would fail now: nothing matches, or too much does."""
     limit = arguments.get("max_processes", DEFAULT_MAX_PROCESSES)
     most = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-    return Reach(
-        "process", most, 100.0, f"every matching process, refused above max_processes={limit}"
-    )
+    why = f"every matching process, refused above max_processes={limit}"
+    pattern = arguments.get("pattern")
+    if not pattern or most is None:
+        return Reach("process", most, 100.0, why)  # a service: its system starts with the run
+    found = match_pattern(str(pattern))
+    problem = None
+    if not found:
+        problem = f"no process matches {pattern!r} now: it would fail, hitting nothing"
+    elif len(found) > most:
+        problem = (
+            f"{len(found)} processes match {pattern!r} now, more than max_processes={most}: "
+            "it would refuse, signalling none"
+        )
+    return Reach("process", most, 100.0, why, problem)
+
+
+def _kill_reach(arguments: Mapping[str, Any], configuration: Mapping[str, Any]) -> Reach:
+    """A kill's reach, and whether what it kills can be started again: without
+    ``restart_command`` the undo reruns each process's recorded command line, which a
+    process that rewrote it (``nginx: master process ...``) no longer has."""
+    reach = _reach(arguments, configuration)
+    pattern = arguments.get("pattern")
+    if reach.problem is not None or not pattern or arguments.get("restart_command"):
+        return reach
+    for process in match_pattern(str(pattern)):
+        # The undo's own rule (restarts.restart_argv) on what it would record now.
+        described = describe_for_restart(process.pid)
+        if described and restart_argv(described) is None:
+            problem = (
+                f"pid {process.pid} ({process.label}) cannot be started again from its command "
+                "line (the process rewrote it): declare restart_command"
+            )
+            return Reach(reach.kind, reach.most, reach.percent, reach.why, problem)
+    return reach
 
 
 # Fault activity → the most it could hit (a canary's blast radius).
 REACH: Mapping[str, Callable[[Mapping[str, Any], Mapping[str, Any]], Reach]] = MappingProxyType(
-    dict.fromkeys(_FAULTS, _reach)
+    {**dict.fromkeys(_FAULTS, _reach), "kill": _kill_reach}
 )

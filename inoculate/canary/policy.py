@@ -80,7 +80,9 @@ class CanaryPolicy(BaseModel):
     )
     error_budget: ErrorBudgetPolicy = Field(description="checked before anything starts")
     burn_rate: BurnRatePolicy = Field(description="checked every second during the method")
-    kill_switch: KillSwitch = Field(description="checked before the run and every second")
+    kill_switch: KillSwitch = Field(
+        description="checked before the run, then the file every 0.1 s and the URL every 0.5 s"
+    )
     preflight: list[Webhook] = Field(
         default_factory=list,
         max_length=MAX_WEBHOOKS,

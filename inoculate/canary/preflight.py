@@ -217,6 +217,9 @@ class WebhookDecision:
     reason: str
     elapsed_s: float
     delivery: str | None = None
+    # The webhook could not even be asked: its key is missing or too short (a configuration
+    # mistake for whoever runs the canary, not the receiver's answer).
+    misconfigured: bool = False
 
     def record(self) -> dict[str, Any]:
         """The decision as a JSON-ready dict for the audit log."""
@@ -227,6 +230,7 @@ class WebhookDecision:
             "reason": self.reason,
             "elapsed_s": round(self.elapsed_s, 3),
             "delivery": self.delivery,
+            "misconfigured": self.misconfigured,
         }
 
 
@@ -301,7 +305,7 @@ class _Call:
         problem = self._key_problem()
         if problem is not None:
             self.delivery = None  # nothing was sent
-            self._result = self._decide(False, None, f"blocked: {problem}")
+            self._result = self._decide(False, None, f"blocked: {problem}", misconfigured=True)
             return
         self._thread.start()
 
@@ -409,7 +413,9 @@ class _Call:
     def _no_answer(self) -> WebhookDecision:
         return self._decide(False, None, f"blocked: no answer within {self.hook.timeout_s:g} s")
 
-    def _decide(self, approved: bool, status: int | None, reason: str) -> WebhookDecision:
+    def _decide(
+        self, approved: bool, status: int | None, reason: str, misconfigured: bool = False
+    ) -> WebhookDecision:
         return WebhookDecision(
             webhook=self.hook.label,
             approved=approved,
@@ -417,6 +423,7 @@ class _Call:
             reason=scrub_text(reason, self.secrets),
             elapsed_s=time.monotonic() - self._started,
             delivery=self.delivery,
+            misconfigured=misconfigured,
         )
 
     def _clean(self, text: str) -> str:

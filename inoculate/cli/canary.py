@@ -108,11 +108,17 @@ def command(
     _print_targets(outcome.reaches)
     _print_decisions(outcome.decisions)
     if outcome.run is None:
-        verb = "would run" if outcome.exit_code == ExitCode.PASSED else "would be skipped"
+        verb = {
+            ExitCode.PASSED: "would run",
+            ExitCode.INVALID: "is set up wrong",
+        }.get(ExitCode(outcome.exit_code), "would be skipped")
         if dry_run:
             console.print(f"dry run: the canary {verb}; nothing was held, started or injected")
+            if outcome.exit_code == ExitCode.INVALID:
+                errors.print(f"refused: {outcome.reason}")
         else:
-            errors.print(f"skipped: {outcome.reason}\nnothing was started or injected")
+            said = "refused" if outcome.exit_code == ExitCode.INVALID else "skipped"
+            errors.print(f"{said}: {outcome.reason}\nnothing was started or injected")
         console.print(f"audit log: {request.audit_log}", highlight=False)
         sys.exit(outcome.exit_code)
     print_summary(outcome.run.summary)
@@ -131,7 +137,7 @@ def _print_targets(reaches: Any) -> None:
 
     table = Table(title="faults and how far they reach", title_justify="left")
     for column in ("activity", "calls", "targets now", "at most"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # never an ellipsis: cron and CI read it too
     for fault in reaches:
         reach = fault.reach
         most = "?" if reach is None or reach.most is None else str(reach.most)

@@ -59,6 +59,7 @@ class Reach:
     most: int | None
     percent: float | None
     why: str
+    problem: str | None = None  # why the fault would fail if it ran now (nothing to hit ...)
 
 
 def reach_of(
@@ -71,11 +72,15 @@ def reach_of(
     """The reach of a fault that picks ``count`` or ``percentage`` % (rounded down) of the
     ``matched`` candidates, or all of them (None: the candidates cannot be listed now)."""
     seen = "cannot be listed now" if matched is None else f"{matched} match now"
+    problem = f"no {what} matches now: it would fail, hitting nothing" if matched == 0 else None
     if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
         percent = None if not matched else 100.0 * min(count, matched) / matched
-        return Reach(kind, count, percent, f"count {count} of the {what}s ({seen})")
+        return Reach(kind, count, percent, f"count {count} of the {what}s ({seen})", problem)
     if isinstance(percentage, int | float) and not isinstance(percentage, bool):
         most = None if matched is None else math.floor(matched * percentage / 100 + 1e-9)
-        return Reach(kind, most, float(percentage), f"{percentage:g} % of the {what}s ({seen})")
+        if most == 0 and matched:
+            problem = f"{percentage:g} % of the {matched} matching {what}s rounds down to none"
+        why = f"{percentage:g} % of the {what}s ({seen})"
+        return Reach(kind, most, float(percentage), why, problem)
     percent = None if matched is None else 100.0
-    return Reach(kind, matched, percent, f"every matching {what} ({seen})")
+    return Reach(kind, matched, percent, f"every matching {what} ({seen})", problem)

@@ -43,9 +43,17 @@ from inoculate.experiment.validation import (
     pydantic_field_error,
     validate_experiment,
 )
-from inoculate.model.errors import ExperimentInvalid, FieldError, LockHeld, RunInterrupted
+from inoculate.faults.ledger import ledger_from_configuration
+from inoculate.model.errors import (
+    ExperimentInvalid,
+    FieldError,
+    LedgerError,
+    LockHeld,
+    RunInterrupted,
+)
+from inoculate.model.layout import LEDGER_CONFIG_KEY
 from inoculate.model.secrets import scrub, secret_values
-from inoculate.model.status import ExitCode
+from inoculate.model.status import ExitCode, SliDataStatus
 from inoculate.modes.reach import FaultReach, blast_radius_problems, fault_reaches
 from inoculate.modes.run import RunOutcome, load_run_variables, run_validated
 from inoculate.session.interrupts import SignalLatch
@@ -72,10 +80,15 @@ class GuardDecision:
     guard: str
     allowed: bool
     reason: str
+    # Denied because the canary is set up wrong (a query that matches no series, a target
+    # that is not there, a missing key): invalid input, exit 2, not a skip a scheduler
+    # counts as fine.
+    misconfigured: bool = False
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready mapping for the audit log."""
-        return {"guard": self.guard, "allowed": self.allowed, "reason": self.reason}
+        record = {"guard": self.guard, "allowed": self.allowed, "reason": self.reason}
+        return {**record, "misconfigured": True} if self.misconfigured else record
 
 
 @dataclass(frozen=True)
@@ -155,16 +168,18 @@ def run_canary(
     decisions: list[GuardDecision] = []
     lock = _ScopeHold(policy.scope, request.lock_dir, environ)
     try:
-        for decision in _guards(policy, validated, targets, what, lock, now, environ, request):
+        guards = _guards(policy, validated, targets, what, lock, reaches, now, environ, request)
+        for decision in guards:
             decisions.append(decision)
             audit.append("guard", **what, **decision.record(), secrets=hidden)
             if not decision.allowed and not request.dry_run:
                 break
         denied = [d for d in decisions if not d.allowed]
+        wrong = [d for d in denied if d.misconfigured]
         if request.dry_run or denied:
-            outcome = "dry-run" if request.dry_run else "skipped"
-            code = ExitCode.SKIPPED if denied else ExitCode.PASSED
-            reason = "; ".join(d.reason for d in denied) or None
+            outcome = "dry-run" if request.dry_run else ("refused" if wrong else "skipped")
+            code = ExitCode.INVALID if wrong else ExitCode.SKIPPED if denied else ExitCode.PASSED
+            reason = "; ".join(d.reason for d in (wrong or denied)) or None
             audit.append(
                 outcome, **what, targets=targets, outcome=outcome, reason=reason, secrets=hidden
             )
@@ -225,6 +240,7 @@ def _guards(
     targets: list[dict[str, Any]],
     what: Mapping[str, Any],
     lock: _ScopeHold,
+    reaches: Sequence[FaultReach],
     now: dt.datetime | None,
     environ: Mapping[str, str],
     request: CanaryRequest,
@@ -235,7 +251,9 @@ def _guards(
     late = why_not_now(policy.windows, moment, policy.max_duration_s)
     yield GuardDecision("window", late is None, late or "inside an allowed window")
     pulled = kill_switch_engaged(policy.kill_switch, environ)
-    yield GuardDecision("kill_switch", pulled is None, pulled or "not engaged")
+    yield GuardDecision("kill_switch", pulled is None, pulled or _levers(policy))
+    yield _ledger_decision(request.ledger)
+    yield _targets_decision(reaches)
     yield _budget_decision(validated.spec, policy)
     yield lock.decide(request.dry_run)
     payload = {
@@ -245,7 +263,9 @@ def _guards(
         "max_duration_s": policy.max_duration_s,
     }
     for hook in call_webhooks(policy.preflight, scrub(payload, set()), environ=environ):
-        yield GuardDecision(f"preflight {hook.webhook}", hook.approved, hook.reason)
+        yield GuardDecision(
+            f"preflight {hook.webhook}", hook.approved, hook.reason, hook.misconfigured
+        )
 
 
 class _ScopeHold:
@@ -280,9 +300,62 @@ def _budget_decision(spec: InoculateSpec | None, policy: CanaryPolicy) -> GuardD
     least = policy.error_budget.min_remaining_percent
     with PrometheusClient(spec.prometheus) as client:
         found = budget_left(client, server_side_slos(spec.slos), policy.error_budget, time.time())
-    short = [sentence for _, left, sentence in found if left is None or left < least]
-    said = "; ".join(short or [sentence for _, _, sentence in found])
-    return GuardDecision("error_budget", not short, f"{said} (the policy's minimum: {least:g} %)")
+    short = [f for f in found if f.left is None or f.left < least]
+    said = "; ".join(f.sentence for f in (short or found))
+    # No series (a misspelt metric or label, a job that is not scraped) is the canary's own
+    # mistake; Prometheus down or slow is not.
+    wrong = any(f.status in _MISCONFIGURED for f in short)
+    reason = f"{said} (the policy's minimum: {least:g} %)"
+    if wrong:
+        reason += "; check the SLO's queries and scrape jobs against Prometheus"
+    return GuardDecision("error_budget", not short, reason, wrong)
+
+
+_MISCONFIGURED = frozenset({SliDataStatus.NO_SERIES, SliDataStatus.QUERY_ERROR})
+
+
+def _ledger_decision(ledger: Path | None) -> GuardDecision:
+    """A fault still recorded in the ledger (a run killed, a revert that failed) means the
+    system may still be hurt: no canary adds another until it is settled."""
+    configuration = {LEDGER_CONFIG_KEY: str(ledger)} if ledger is not None else None
+    book = ledger_from_configuration(configuration)
+    try:
+        left = book.outstanding()
+    except LedgerError as exc:
+        return GuardDecision("ledger", False, f"the fault ledger cannot be read: {exc}", True)
+    if not left:
+        return GuardDecision("ledger", True, f"no fault outstanding in {book.path}")
+    shown = "; ".join(str(record) for record in left[:3])
+    more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+    return GuardDecision(
+        "ledger",
+        False,
+        f"{len(left)} fault(s) still in the fault ledger {book.path}: {shown}{more}; "
+        "run `inoculate recover` and check the system before another canary",
+    )
+
+
+def _targets_decision(reaches: Sequence[FaultReach]) -> GuardDecision:
+    """Every fault has something to hit now and would not refuse, and what it kills can be
+    started again: otherwise the run would fail, or leave a fault it cannot undo."""
+    problems = [
+        f"{fault.where} ({fault.activity}): {fault.reach.problem}"
+        for fault in reaches
+        if fault.reach is not None and fault.reach.problem is not None
+    ]
+    if not problems:
+        return GuardDecision("targets", True, f"{len(reaches)} fault(s), each with its targets")
+    return GuardDecision("targets", False, "; ".join(problems), True)
+
+
+def _levers(policy: CanaryPolicy) -> str:
+    switch = policy.kill_switch
+    levers = [
+        f"file {switch.file}" if switch.file else None,
+        f"${switch.env}" if switch.env else None,
+        f"URL {switch.url}" if switch.url else None,
+    ]
+    return "not engaged (" + ", ".join(lever for lever in levers if lever) + ")"
 
 
 # --------------------------------------------------------------------------- the fit

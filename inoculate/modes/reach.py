@@ -91,7 +91,9 @@ def fault_reaches(
                     continue  # an undo activity or one that injects nothing
                 arguments = substitute(dict(provider.get("arguments") or {}), values, resolved)
                 reach = reach_of(arguments, values)
-                reach = Reach(reach.kind, reach.most, reach.percent, scrub_text(reach.why, hidden))
+                problem = scrub_text(reach.problem, hidden) if reach.problem else None
+                why = scrub_text(reach.why, hidden)
+                reach = Reach(reach.kind, reach.most, reach.percent, why, problem)
                 targets = _targets_now(module, func, arguments, values)
             name = scrub_text(str(activity.get("name")), hidden)
             shown = tuple(scrub_text(target, hidden) for target in targets)

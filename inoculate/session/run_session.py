@@ -273,7 +273,6 @@ class RunSession(RunEventHandler):
         """From here on a signal must not cut the rollbacks short."""
         self.method_completed(experiment)
         self.guard.shield()
-        self._release_levers()
 
     def rollbacks_completed(self, experiment: Experiment, journal: Journal) -> None:
         """The rollbacks phase ended: a fault no reverter settled ends its window here."""
@@ -496,9 +495,10 @@ class RunSession(RunEventHandler):
         return {sp.instance: process_status(sp.pid) if sp.pid else sp.state for sp in instances}
 
     def _pull_levers_on(self, spec: InoculateSpec) -> None:
-        """Arm the kill switch and the maximum duration: either asks for an abort, so the
-        rollbacks revert every fault. A kill switch engaged now stops the run before
-        anything starts."""
+        """Arm the kill switch and the maximum duration until the components stop: either
+        aborts the method (the rollbacks revert every fault) or, once the rollbacks have
+        begun, cuts the after-state check short (the rollbacks always run to their end). A
+        kill switch engaged now stops the run before anything starts."""
         if spec.kill_switch is not None:
             reason = kill_switch_engaged(spec.kill_switch)
             if reason is not None:
@@ -565,7 +565,7 @@ class RunSession(RunEventHandler):
                 "run_id": self.run_id,
                 "run_dir": str(self.run_dir),
                 "journal": JOURNAL_FILE,
-                "samples_file": SAMPLES_FILE,
+                "samples_file": SAMPLES_FILE if (self.run_dir / SAMPLES_FILE).exists() else None,
                 "reverted_at_start": self.reverted_at_start,
                 "reverted_by_safety_net": self.reverted_by_safety_net,
                 "runbook": self.spec.runbook if self.spec else None,
