@@ -309,3 +309,21 @@ def test_a_kill_says_when_what_it_kills_could_not_be_started_again(tmp_path: Pat
     finally:
         rewritten.kill()
         rewritten.wait()
+
+
+def test_a_key_written_twice_is_refused_not_silently_overwritten(tmp_path: Path) -> None:
+    from inoculate.experiment.loading import load_document
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(POLICY) + "scope: another-scope\n")
+    with pytest.raises(ExperimentInvalid) as caught:
+        load_policy(path)
+    assert "has the key 'scope' twice in one mapping (line" in str(caught.value)
+    nested = tmp_path / "experiment.yaml"
+    nested.write_text("title: t\nmethod:\n  - name: a\n    name: b\n")
+    with pytest.raises(ExperimentInvalid, match=r"key 'name' twice .*line 4, column 5"):
+        load_document(nested)
+    # The same key in two mappings, or in a list of mappings, is fine.
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("a: {x: 1}\nb: {x: 2}\nc: [{x: 1}, {x: 2}]\n")
+    assert load_document(fine) == {"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]}

@@ -97,8 +97,10 @@ def _check_yaml_events(text: str, source: str) -> None:
     each alias counted as the values of its anchor, before any node is built."""
     anchored: dict[str, int | None] = {}  # anchor → values under it; None while still open
     open_nodes: list[list[Any]] = []  # [values so far, anchor] per open mapping or list
+    keys = _KeysSeen(source)
     values = 0
     for event in yaml.parse(text, Loader=_Loader):
+        keys.see(event)
         if isinstance(event, _STARTS):
             if len(open_nodes) >= MAX_INPUT_DEPTH:
                 raise InputFileError(source, too_deep(MAX_INPUT_DEPTH))
@@ -121,6 +123,40 @@ def _check_yaml_events(text: str, source: str) -> None:
             values += count
         if values > MAX_INPUT_VALUES:
             raise InputFileError(source, too_many_values(MAX_INPUT_VALUES))
+
+
+class _KeysSeen:
+    """Refuses a key written twice in one mapping: YAML keeps the last silently, so what a
+    reader sees at the top of a policy or an experiment is not what runs."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.frames: list[tuple[set[str] | None, list[int]]] = []  # (keys or None, [nodes])
+
+    def see(self, event: yaml.Event) -> None:
+        if isinstance(event, _ENDS):
+            self.frames.pop()
+            return
+        if not isinstance(event, (*_STARTS, yaml.ScalarEvent, yaml.AliasEvent)):
+            return
+        if self.frames:
+            keys, nodes = self.frames[-1]
+            if keys is not None and nodes[0] % 2 == 0 and isinstance(event, yaml.ScalarEvent):
+                self._check(keys, event)
+            nodes[0] += 1
+        if isinstance(event, _STARTS):
+            self.frames.append((set() if isinstance(event, yaml.MappingStartEvent) else None, [0]))
+
+    def _check(self, keys: set[str], event: yaml.ScalarEvent) -> None:
+        if event.value in keys:
+            mark = event.start_mark
+            raise InputFileError(
+                self.source,
+                f"has the key {event.value!r} twice in one mapping (line {mark.line + 1}, "
+                f"column {mark.column + 1}); YAML would keep only the last: expected each key "
+                "once",
+            )
+        keys.add(event.value)
 
 
 def _values_of(event: yaml.Event, anchored: dict[str, int | None], source: str) -> int:
