@@ -327,3 +327,13 @@ def test_a_key_written_twice_is_refused_not_silently_overwritten(tmp_path: Path)
     fine = tmp_path / "fine.yaml"
     fine.write_text("a: {x: 1}\nb: {x: 2}\nc: [{x: 1}, {x: 2}]\n")
     assert load_document(fine) == {"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]}
+
+
+@pytest.mark.parametrize(("text", "found"), [("", "an empty file"), ("- a\n- b\n", "a list")])
+def test_a_policy_that_is_not_a_mapping_says_what_it_is(
+    tmp_path: Path, text: str, found: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(ExperimentInvalid, match=f"expected a mapping of scope, .*got {found}"):
+        load_policy(path)

@@ -123,6 +123,11 @@ def load_policy(path: Path) -> CanaryPolicy:
     """Read and validate a policy file; raise :class:`ExperimentInvalid` naming the file,
     each field and what was expected."""
     document = load_document(path, "policy")
+    if not isinstance(document, Mapping):
+        found = "an empty file" if document is None else f"a {type(document).__name__}"
+        expected = "a mapping of scope, windows, max_duration_s, blast_radius, guards ..."
+        raise ExperimentInvalid(str(path), [FieldError("", f"expected {expected}, got {found}")],
+                                "policy")  # fmt: skip
     try:
         policy = CanaryPolicy.model_validate(document)
     except ValidationError as exc:
