@@ -160,7 +160,10 @@ def test_faults_within_the_blast_radius_pass() -> None:
     ("faults", "said"),
     [
         ([reach_of("docker", 4, count=3)], "could hit 75 %"),
-        ([reach_of("docker", 10, percentage=30)] * 1, "3 targets in all, above max_count 2"),
+        (
+            [reach_of("docker", 10, percentage=30)],
+            "3 targets in all (method[0] (a fault): 3), above",
+        ),
         ([reach_of("docker", 4, count=1)] * 3, "3 targets in all"),
         ([reach_of("docker", 4)], "could hit 100 %"),  # every match
         ([reach_of("docker", None, percentage=10)], "cannot be told"),  # daemon unreachable

@@ -107,6 +107,7 @@ def blast_radius_problems(
     """Why the faults could exceed the policy's ``blast_radius`` (empty: they cannot)."""
     problems = []
     totals: dict[str, int] = defaultdict(int)
+    adding: dict[str, list[str]] = defaultdict(list)  # kind → "where (activity): most"
     for fault in reaches:
         label = f"{fault.where} ({fault.activity})"
         reach = fault.reach
@@ -128,6 +129,7 @@ def blast_radius_problems(
                 problems.append(f"{label}: how many targets it hits cannot be told: {reach.why}")
             else:
                 totals[reach.kind] += reach.most
+                adding[reach.kind].append(f"{label}: {reach.most}")
         if limit.max_percent is not None:
             if reach.percent is None:
                 problems.append(
@@ -142,8 +144,8 @@ def blast_radius_problems(
         most = limits[kind].max_count
         if most is not None and total > most:
             problems.append(
-                f"{kind} faults could hit {total} targets in all, above max_count {most} "
-                f"(declare a smaller count, percentage or max_processes)"
+                f"{kind} faults could hit {total} targets in all ({', '.join(adding[kind])}), "
+                f"above max_count {most} (declare a smaller count, percentage or max_processes)"
             )
     return problems
 
