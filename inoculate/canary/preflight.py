@@ -230,8 +230,7 @@ class WebhookDecision:
             "reason": self.reason,
             "elapsed_s": round(self.elapsed_s, 3),
             "delivery": self.delivery,
-            "misconfigured": self.misconfigured,
-        }
+        } | ({"misconfigured": True} if self.misconfigured else {})
 
 
 def blocked(decisions: Sequence[WebhookDecision]) -> list[WebhookDecision]:
