@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -594,3 +595,29 @@ def test_the_canary_demo_ends_each_canary_as_it_says(tmp_path: Path) -> None:
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_maximum_duration_cuts_the_after_state_check_short(
+    tmp_path: Path, shop: Scraped
+) -> None:
+    # The after-state check waits for a fresh 30 s window after the rollbacks: longer than
+    # what is left of the run's 20 s once the 5 s freeze is over.
+    window = ("extensions", 0, "slos", 0, "window_s")
+    canary = _canary(tmp_path, shop, policy={"max_duration_s": 20}, experiment_changes={window: 30})
+    assert canary.code == ExitCode.INTERRUPTED, canary.stderr
+    summary = canary.summary()
+    assert "aborted: the maximum duration of 20 s passed" in summary["reasons"][0]
+    [run_dir] = canary.run_dirs
+    journal = json.loads((run_dir / "journal.json").read_text())
+    # The method and the rollbacks ran to their end; the after-state check had begun.
+    assert [(r["activity"]["name"], r["status"]) for r in journal["run"]] == [
+        ("freeze-orders", "succeeded")
+    ]
+    assert [(r["activity"]["name"], r["status"]) for r in journal["rollbacks"]] == [
+        ("thaw-orders", "succeeded")
+    ]
+    assert summary["after_state_window"]["since"] >= summary["faults"][0]["reverted_at"]
+    began, ended = (datetime.fromisoformat(journal[k]).timestamp() for k in ("start", "end"))
+    assert ended - began < 20 + 3  # not the 30 s window waited out
+    assert summary["faults"][0]["restored"] is True
+    assert psutil.Process(_pid(shop, "orders-0")).status() != psutil.STATUS_STOPPED
