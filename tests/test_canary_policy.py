@@ -340,3 +340,12 @@ def test_a_policy_that_is_not_a_mapping_says_what_it_is(
     path.write_text(text)
     with pytest.raises(ExperimentInvalid, match=f"expected a mapping of scope, .*got {found}"):
         load_policy(path)
+
+
+def test_readmes_example_policy_is_one_the_canary_accepts() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Production canaries", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = CanaryPolicy.model_validate(yaml.safe_load(example))
+    assert policy.scope == "shop-prod" and policy.preflight[0].secret_env == "CANARY_HMAC_KEY"
+    assert set(policy.blast_radius) == {"docker", "process"}
