@@ -135,6 +135,30 @@ def _canary(
     return Canary(root, process.returncode, stdout, stderr)
 
 
+def _once_orders_frozen(scraped: Scraped, act: Any) -> Any:
+    """A ``during`` for :func:`_canary`: ``act(root)`` once the orders process is frozen
+    (waiting at most 60 s; not at all if it never is)."""
+    orders = psutil.Process(_pid(scraped, "orders-0"))
+
+    def during(root: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if orders.status() == psutil.STATUS_STOPPED:
+                act(root)
+                return
+            time.sleep(0.05)
+
+    return during
+
+
+def _signal_canary(root: Path, signum: int) -> None:
+    """Send ``signum`` to the canary command running on ``root``'s files."""
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if "canary" in command and str(root) in " ".join(command):
+            process.send_signal(signum)
+
+
 def _assert_untouched(scraped: Scraped, canary: Canary) -> None:
     """Nothing was injected, started or recorded."""
     assert canary.run_dirs == []
@@ -420,15 +444,12 @@ def test_the_kill_switch_url_aborts_a_canary_mid_fault_and_the_fault_is_reverted
     orders = psutil.Process(_pid(shop, "orders-0"))
     pulled: list[float] = []
 
-    def pull_once_frozen(root: Path) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if orders.status() == psutil.STATUS_STOPPED:
-                time.sleep(1)
-                handler.engaged = True
-                pulled.append(time.time())
-                return
-            time.sleep(0.05)
+    def pull(root: Path) -> None:
+        time.sleep(1)
+        handler.engaged = True
+        pulled.append(time.time())
+
+    pull_once_frozen = _once_orders_frozen(shop, pull)
 
     with kill_switch_lever() as (url, handler):
         canary = _canary(
@@ -471,18 +492,8 @@ def test_the_maximum_duration_aborts_a_run_that_outlasts_it(tmp_path: Path, shop
 
 
 def test_an_interrupted_canary_says_so_in_the_audit_log(tmp_path: Path, shop: Scraped) -> None:
-    def interrupt_once_frozen(root: Path) -> None:
-        orders = psutil.Process(_pid(shop, "orders-0"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and orders.status() != psutil.STATUS_STOPPED:
-            time.sleep(0.05)
-        for process in psutil.process_iter(["cmdline"]):
-            if "canary" in (process.info["cmdline"] or []) and str(root) in " ".join(
-                process.info["cmdline"]
-            ):
-                process.send_signal(signal.SIGTERM)
-
-    canary = _canary(tmp_path, shop, "orders-freeze-long.yaml", during=interrupt_once_frozen)
+    interrupt = _once_orders_frozen(shop, lambda root: _signal_canary(root, signal.SIGTERM))
+    canary = _canary(tmp_path, shop, "orders-freeze-long.yaml", during=interrupt)
     assert canary.code == ExitCode.INTERRUPTED, canary.stderr
     assert canary.audit[-1]["event"] == "finished"
     assert canary.audit[-1]["outcome"] == "interrupted"
@@ -496,17 +507,8 @@ def test_a_fault_left_by_a_killed_canary_keeps_the_next_one_from_starting(
 ) -> None:
     orders = psutil.Process(_pid(shop, "orders-0"))
 
-    def kill_once_frozen(root: Path) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and orders.status() != psutil.STATUS_STOPPED:
-            time.sleep(0.05)
-        for process in psutil.process_iter(["cmdline"]):
-            if "canary" in (process.info["cmdline"] or []) and str(root) in " ".join(
-                process.info["cmdline"]
-            ):
-                process.send_signal(signal.SIGKILL)
-
-    killed = _canary(tmp_path, shop, "orders-freeze-long.yaml", during=kill_once_frozen)
+    kill = _once_orders_frozen(shop, lambda root: _signal_canary(root, signal.SIGKILL))
+    killed = _canary(tmp_path, shop, "orders-freeze-long.yaml", during=kill)
     assert killed.code == -signal.SIGKILL
     assert orders.status() == psutil.STATUS_STOPPED  # left frozen, in the ledger
     try:
@@ -524,7 +526,8 @@ def test_a_fault_left_by_a_killed_canary_keeps_the_next_one_from_starting(
              str(tmp_path / "ledger.jsonl")],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
-        orders.resume() if orders.status() == psutil.STATUS_STOPPED else None
+        if orders.status() == psutil.STATUS_STOPPED:
+            orders.resume()
     assert recovered.returncode == 0, recovered.stderr
     assert orders.status() != psutil.STATUS_STOPPED
 
