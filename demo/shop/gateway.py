@@ -109,7 +109,7 @@ class _Routes:
             if self._outbox is None:
                 return failure.to_web()
             outbox, forwarder = self._outbox
-            outbox.add(key, body)
+            await outbox.add(key, body)
             forwarder.wake()
             return json_response({"queued": True, "idempotency_key": key}, status=202)
         return response.to_web({IDEMPOTENCY_HEADER: key})

@@ -2,6 +2,9 @@
 
 With ``orders_fallback: queue`` the gateway stores such an order here (SQLite, WAL,
 ``synchronous=FULL``: a 202 promises the order survives a gateway crash) and answers 202.
+Every database call runs on the outbox's own thread: a commit waits for an fsync, and an
+fsync on a busy disk must not stall the gateway's event loop (browsing would time out
+while checkout is queueing).
 :class:`OutboxForwarder` sends queued orders to the orders service, with the same
 idempotency key as the original attempt, so an order that the frozen service *did* store
 after all is not stored twice.
@@ -11,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client import Gauge
 
@@ -25,6 +32,7 @@ __all__ = ["Outbox", "OutboxForwarder", "QueuedOrder"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -36,43 +44,69 @@ class QueuedOrder:
 
 
 class Outbox:
-    """Queued orders in SQLite, keyed (and deduplicated) by idempotency key."""
+    """Queued orders in SQLite, keyed (and deduplicated) by idempotency key.
+
+    The connection lives on one worker thread; the async methods hand it their statement.
+    """
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection = self._thread.submit(self._open, path).result()
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " idempotency_key TEXT NOT NULL UNIQUE, body BLOB NOT NULL, queued_at REAL NOT NULL)"
         )
+        return db
 
-    def add(self, idempotency_key: str, body: bytes) -> None:
+    async def _call(self, work: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def add(self, idempotency_key: str, body: bytes) -> None:
         """Queue an order (a second add of the same key is a no-op)."""
-        self._db.execute(
-            "INSERT INTO outbox (idempotency_key, body, queued_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (idempotency_key) DO NOTHING",
-            (idempotency_key, body, time.time()),
+        await self._call(
+            functools.partial(
+                self._db.execute,
+                "INSERT INTO outbox (idempotency_key, body, queued_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (idempotency_key, body, time.time()),
+            )
         )
 
-    def pending(self, limit: int = 100) -> list[QueuedOrder]:
+    async def pending(self, limit: int = 100) -> list[QueuedOrder]:
         """Return the oldest queued orders."""
-        rows = self._db.execute(
-            "SELECT idempotency_key, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
-        )
-        return [QueuedOrder(key, bytes(body)) for key, body in rows]
 
-    def remove(self, idempotency_key: str) -> None:
+        def select() -> list[QueuedOrder]:
+            rows = self._db.execute(
+                "SELECT idempotency_key, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            )
+            return [QueuedOrder(key, bytes(body)) for key, body in rows]
+
+        return await self._call(select)
+
+    async def remove(self, idempotency_key: str) -> None:
         """Forget a delivered order."""
-        self._db.execute("DELETE FROM outbox WHERE idempotency_key = ?", (idempotency_key,))
+        await self._call(
+            functools.partial(
+                self._db.execute, "DELETE FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+            )
+        )
 
-    def count(self) -> int:
+    async def count(self) -> int:
         """Return the number of queued orders."""
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return await self._call(
+            lambda: int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        )
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Close the database (after the statements already handed over)."""
+        self._thread.submit(self._db.close).result()
+        self._thread.shutdown()
 
 
 class OutboxForwarder:
@@ -99,14 +133,14 @@ class OutboxForwarder:
 
     def wake(self) -> None:
         """Something was queued: try soon."""
-        self._depth.set(self._outbox.count())
+        self._depth.inc()
         self._wake.set()
 
     async def run(self) -> None:
         """Forward forever (cancel the task to stop)."""
         while True:
             delivered_all = await self._forward_pending()
-            self._depth.set(self._outbox.count())
+            self._depth.set(await self._outbox.count())
             if delivered_all:
                 # Nothing left: sleep until woken; the timeout also drains an outbox
                 # left over by a previous gateway process.
@@ -118,7 +152,7 @@ class OutboxForwarder:
 
     async def _forward_pending(self) -> bool:
         """Try each queued order once; return False at the first that could not be delivered."""
-        for order in self._outbox.pending():
+        for order in await self._outbox.pending():
             try:
                 response = await self._orders.request(
                     "POST",
@@ -138,5 +172,5 @@ class OutboxForwarder:
                 _log.error(
                     "orders refused queued order %s: %s", order.idempotency_key, response.body[:200]
                 )
-            self._outbox.remove(order.idempotency_key)
+            await self._outbox.remove(order.idempotency_key)
         return True
