@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run one experiment in production under a policy (windows, guards, kill switch).",
     ),
     "audit": ("inoculate.cli.audit", "Check that the canary's audit log was not edited."),
+    "gameday": (
+        "inoculate.cli.gameday",
+        "Run a gameday: prerequisites, experiments with hold points, live console, report.",
+    ),
 }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "LEDGER_CONFIG_KEY",
     "LEDGER_ENV_VAR",
     "LOAD_DIR",
+    "LIVE_FILE",
     "LOCUST_LOG_FILE",
     "OPEN_SECOND_FILE",
     "PROMETHEUS_FILE",
@@ -67,6 +68,7 @@ PROMETHEUS_FILE = "prometheus.jsonl"
 GUARDS_FILE = "guards.jsonl"
 FAULTS_FILE = "faults.jsonl"
 LOCUST_LOG_FILE = "locust.log"
+LIVE_FILE = "live.jsonl"  # phases, activities and SLO values as they happen (session/live_events.py)
 LOAD_DIR = "load"
 OPEN_SECOND_FILE = f"{LOAD_DIR}/open-second.json"
 SYSTEM_DIR = "system"

@@ -88,6 +88,7 @@ from inoculate.session.aftermath import (
 from inoculate.session.base_dir import base_dir_of_run
 from inoculate.session.figures import PerSecondFigures
 from inoculate.session.interrupts import InterruptGuard
+from inoculate.session.live_events import LiveEvents
 from inoculate.session.summarize import RunFacts, summarize
 from inoculate.session.timeouts import ActivityTimer
 from inoculate.steady_state.guards import burn_rate_at, burn_rate_guard, guarded
@@ -171,6 +172,7 @@ class RunSession(RunEventHandler):
         self.figures: PerSecondFigures | None = None
         self.kill_switch: KillSwitchWatcher | None = None
         self.deadline: threading.Timer | None = None
+        self.live = LiveEvents(self.run_dir)
         self._write_spec()
 
     # ------------------------------------------------------------------ control hooks
@@ -188,6 +190,7 @@ class RunSession(RunEventHandler):
             return
         self._check_paths(self.spec)
         self._pull_levers_on(self.spec)
+        self.live.phase("before")
         try:
             self._start_system(self.spec)
             self._start_server_monitor(self.spec)
@@ -208,6 +211,7 @@ class RunSession(RunEventHandler):
                 self.ledger, self.run_id, ended
             )
             if journal is not None and self._judges_after_state(journal):
+                self.live.phase("after")
                 self._after_state(journal, ended)
             elif self.spec is not None and self.spec.settle_s and self.load is not None:
                 time.sleep(self.spec.settle_s)
@@ -218,6 +222,8 @@ class RunSession(RunEventHandler):
             self._stop_components()
         self.summary = self._judge(journal or self._journal or {})
         write_json_atomic(self.run_dir / SUMMARY_FILE, scrub(self.summary.to_json(), self._secrets))
+        self.live.phase("verdict", status=str(self.summary.status))
+        self.live.close()
         if journal is not None:
             _amend_journal(journal, self.summary)
         if self.plain_chaos_run:  # `inoculate run` prints its own verdict
@@ -263,6 +269,7 @@ class RunSession(RunEventHandler):
     def start_method(self, experiment: Experiment) -> None:
         """The fault window of the run opens: breaches from now on fail the run."""
         self.method_window = [time.time()]
+        self.live.phase("method")
 
     def method_completed(self, experiment: Experiment, state: Any = None) -> None:
         """The method ended (or was interrupted)."""
@@ -273,6 +280,7 @@ class RunSession(RunEventHandler):
         """From here on a signal must not cut the rollbacks short."""
         self.method_completed(experiment)
         self.guard.shield()
+        self.live.phase("rollbacks")
 
     def rollbacks_completed(self, experiment: Experiment, journal: Journal) -> None:
         """The rollbacks phase ended: a fault no reverter settled ends its window here."""
@@ -281,11 +289,13 @@ class RunSession(RunEventHandler):
 
     def start_activity(self, activity: Activity) -> None:
         """Arm the activity's timeout (chaoslib validates it but never enforces it)."""
+        self.live.activity(activity, "start")
         self.timer.arm(activity)
 
     def activity_completed(self, activity: Activity, run: Run) -> None:
         """Disarm the timeout and rewrite the journal with this activity's result."""
         self.timer.disarm(activity, run)
+        self.live.activity(activity, "end")
         self._write_journal()
 
     def interrupted(self, experiment: Experiment, journal: Journal) -> None:
@@ -412,6 +422,7 @@ class RunSession(RunEventHandler):
             self.guard.request_abort(reason)
 
     def _on_evaluation(self, evaluation: Evaluation) -> None:
+        self.live.evaluation(evaluation)
         self._warn_never_called(evaluation)
         if self.spec is None or self.spec.on_breach != "abort" or len(self.method_window) != 1:
             return

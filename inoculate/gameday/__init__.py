@@ -1,0 +1,1 @@
+"""Gamedays: a coordinated sequence of experiments with people watching, holding and noting."""
