@@ -1,0 +1,1 @@
+"""Gamedays: experiments run in order while people watch, hold, note and observe."""
