@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,15 +34,18 @@ from inoculate.model.summary import (
     RECOVERY_NOT_MEASURED,
     FaultSummary,
 )
+from inoculate.reports.findings import Finding
 from inoculate.reports.model import RunReport
 
 __all__ = [
+    "actionable_findings",
     "begin_marker",
     "end_marker",
     "render_section",
     "replace_section",
     "runbook_key",
     "update_runbook",
+    "update_section",
 ]
 
 _ENCODING = ("utf-8", "surrogateescape")  # round-trips any byte sequence
@@ -132,7 +135,7 @@ def render_section(report: RunReport, report_link: str | None) -> str:
         lines.append("- **Breached SLOs:** " + "; ".join(_breach(v) for v in breached))
     elif report.slos:
         lines.append("- **Breached SLOs:** none")
-    findings = [f for f in score.findings if f.points_lost > 0 or f.component in ("method", "run")]
+    findings = actionable_findings(score.findings)
     if findings:
         lines += ["", "**Findings and recommended actions**", ""]
         for number, finding in enumerate(findings, start=1):
@@ -141,6 +144,12 @@ def render_section(report: RunReport, report_link: str | None) -> str:
     else:
         lines += ["", "No finding: every point was kept."]
     return "\n".join(lines)
+
+
+def actionable_findings(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings that ask for an action: points lost, or a failed action or run (which
+    carry 0 points and fail the verdict)."""
+    return [f for f in findings if f.points_lost > 0 or f.component in ("method", "run")]
 
 
 def _times(fault: FaultSummary, slos_declared: bool) -> str:
@@ -173,15 +182,23 @@ def update_runbook(path: Path, report: RunReport, report_path: Path | None = Non
     link = None
     if report_path is not None:
         link = os.path.relpath(Path(report_path).resolve(), path.resolve().parent)
-    body = render_section(report, link)
-    key = runbook_key(report.title)
+    return update_section(
+        path, runbook_key(report.title), render_section(report, link), report.title
+    )
+
+
+def update_section(path: Path, key: str, body: str, title: str) -> bool:
+    """Set the section of ``key`` in the runbook at ``path`` to ``body`` (created from the
+    template, titled ``title``, when missing); return whether the file changed.
+
+    The one writer of runbooks: a run's section and a gameday's section are both written
+    through it, under the same lock, atomically, leaving everything else byte for byte.
+    """
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path) as current:
-            if current is None:
-                original = TEMPLATE.format(title=report.title).encode("utf-8")
-            else:
-                original = current
+            original = TEMPLATE.format(title=title).encode("utf-8") if current is None else current
             text = original.decode(*_ENCODING)
             try:
                 updated = replace_section(text, key, body).encode(*_ENCODING)
