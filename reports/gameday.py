@@ -22,6 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from inoculate.gameday.merged_timeline import (
+    TimelineItem,
+    gameday_timeline,
+    read_gameday_events,
+    resolve_run_dir,
+)
 from inoculate.model.errors import ReportError
 from inoculate.model.layout import REPORT_FILES
 from inoculate.reports.formats import FORMATS
@@ -32,12 +38,6 @@ from inoculate.reports.gameday_model import (
     experiment_path,
     gameday_outcome,
     run_report_files,
-)
-from inoculate.reports.gameday_timeline import (
-    TimelineItem,
-    gameday_timeline,
-    read_events,
-    resolve_run_dir,
 )
 from inoculate.reports.model import RunReport
 from inoculate.reports.publish import (
@@ -75,7 +75,7 @@ def publish_gameday(
     gameday_dir = Path(gameday_dir)
     formats = tuple(formats)
     feed = runbook_feedback_enabled() if runbook is None else runbook
-    events = read_events(gameday_dir)
+    events = read_gameday_events(gameday_dir)
     reports: dict[Path, RunReport] = {}
     problems: list[str] = []
     agenda = {e.get("index"): e for e in events.agenda}

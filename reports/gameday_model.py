@@ -33,6 +33,15 @@ from typing import Any
 
 import yaml
 
+from inoculate.gameday.layout import SPEC_COPY
+from inoculate.gameday.merged_timeline import (
+    GamedayEvents,
+    TimelineItem,
+    experiment_label,
+    gameday_timeline,
+    read_gameday_events,
+    resolve_run_dir,
+)
 from inoculate.model.errors import InputFileError, ReportError
 from inoculate.model.files import read_text_bounded
 from inoculate.model.layout import REPORT_FILES
@@ -40,15 +49,6 @@ from inoculate.model.limits import MAX_INPUT_BYTES
 from inoculate.model.summary import NO_SLO_TO_DETECT
 from inoculate.model.targets import target_words
 from inoculate.model.timeline import read_timeline
-from inoculate.reports.gameday_timeline import (
-    SPEC_COPY,
-    GamedayEvents,
-    TimelineItem,
-    experiment_label,
-    gameday_timeline,
-    read_events,
-    resolve_run_dir,
-)
 from inoculate.reports.model import RunReport, build_run_report
 from inoculate.reports.runbook import actionable_findings
 from inoculate.reports.suite import SuiteEntry, SuiteReport, build_suite
@@ -257,7 +257,7 @@ def gameday_outcome(gameday_dir: Path) -> GamedayOutcome:
     Reads only: a run without a run report is scored here all the same, and its report
     link is left out (:func:`inoculate.reports.gameday.publish_gameday` writes it first).
     """
-    return build_outcome(Path(gameday_dir), read_events(Path(gameday_dir)))
+    return build_outcome(Path(gameday_dir), read_gameday_events(Path(gameday_dir)))
 
 
 def build_outcome(

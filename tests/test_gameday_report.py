@@ -1,7 +1,7 @@
 """The gameday report: every format says what the gameday directory holds, and nothing else.
 
 Each test builds a gameday directory as ``inoculate gameday`` writes it: ``timeline.jsonl``
-lines per the design (docs in ``inoculate/reports/gameday_timeline.py``) and real-looking run
+lines per the design (docs in ``inoculate/gameday/merged_timeline.py``) and real-looking run
 directories under ``runs/`` (``tests/synthetic.py``: summaries computed by the real verdict
 code). Then it publishes the report and reads it back: the HTML parsed, the Markdown as
 text, the JSON against its schema, the JUnit with junitparser.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inoculate.gameday.merged_timeline import fault_items, gameday_item
 from inoculate.gameday.timeline import read_events
 from inoculate.model.layout import LIVE_FILE
 from inoculate.model.timeline import read_timeline
@@ -41,6 +42,7 @@ class _RunView:
     slos: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, deque[tuple[int, float | None]]] = field(default_factory=dict)
     breached: set[str] = field(default_factory=set)
+    judged: bool = False  # the warm-up is over: SLO breaches count from here
     pause: dict[str, Any] | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
 
@@ -156,13 +158,12 @@ class LiveReader:
                 _apply(view, event)
 
     def _timeline(self, events: list[dict[str, Any]], agenda: list[dict[str, Any]]) -> list[Any]:
-        items = [item for e in events if (item := _gameday_item(e, agenda)) is not None]
+        """The gameday's events and each run's faults in the report's words, with the
+        phases and SLO breaches read live (the report reads those from the summary)."""
+        items = [gameday_item(e, agenda).to_json() for e in events]
         for view in self._runs.values():
             items.extend(view.items)
-            faults = read_timeline(view.run_dir)
-            named = {f["id"]: f.get("description") or f.get("kind") for f in faults}
-            for fault in faults:
-                items.append(_fault_item(fault, named.get(fault["id"]), view.index))
+            items.extend(item.to_json() for item in fault_items(view.run_dir, view.index))
         items.sort(key=lambda item: item["at"])
         return items[-TIMELINE_ITEMS:]
 
@@ -172,8 +173,11 @@ class LiveReader:
 
 def _apply(view: _RunView, event: dict[str, Any]) -> None:
     kind, at = event.get("kind"), event.get("at", 0.0)
-    if kind == "phase":
+    if kind == "warmed_up":
+        view.judged = True
+    elif kind == "phase":
         view.phase = str(event.get("phase"))
+        view.judged = view.judged or view.phase != "before"
         if view.phase in ("rollbacks", "verdict"):
             view.pause = None
         text = f"phase: {view.phase}" + (f" ({event['status']})" if event.get("status") else "")
@@ -192,6 +196,8 @@ def _apply(view: _RunView, event: dict[str, Any]) -> None:
             name = str(slo.get("name"))
             history = view.history.setdefault(name, deque(maxlen=HISTORY_S))
             history.append((t, slo.get("value")))
+            if not view.judged:
+                continue  # warm-up seconds: the load is still settling, nothing is judged
             if not slo.get("met") and name not in view.breached:
                 view.breached.add(name)
                 view.items.append(
@@ -282,57 +288,8 @@ def _prerequisites(
     return listed
 
 
-_WORDS = {
-    "gameday_started": lambda e: "gameday started" + (" (resumed)" if e.get("resumed") else ""),
-    "prerequisite": lambda e: (
-        f"prerequisite {e['name']}: {'ok' if e.get('ok') else 'FAILED'}"
-        + (f" ({e['detail']})" if e.get("detail") else "")
-    ),
-    "prerequisites_failed": lambda e: "prerequisites not met: " + ", ".join(e.get("failed", [])),
-    "hold": lambda e: f"holding before #{e['index'] + 1} {e.get('title', '')} ({e.get('reason')})",
-    "hold_requested": lambda e: "hold requested before the next experiment",
-    "continue": lambda e: "continue",
-    "skip_requested": lambda e: "skip of the next experiment requested",
-    "skip": lambda e: f"skipped #{e['index'] + 1} {e.get('title', '')}",
-    "experiment_started": lambda e: f"#{e['index'] + 1} {e.get('title', '')} started",
-    "experiment_finished": lambda e: (
-        f"#{e['index'] + 1} {e.get('title', '')}: {e.get('status')}"
-        + (f", score {e['score']}" if e.get("score") is not None else "")
-    ),
-    "abort": lambda e: f"ABORT: {e.get('reason', '')}",
-    "note": lambda e: f"note: {e.get('text', '')}",
-    "observation": lambda e: (
-        f"observation ({e.get('what')}): {e.get('text', '')}"
-        + (
-            f", {e['detection_s']:.1f} s after injection"
-            if e.get("detection_s") is not None
-            else ""
-        )
-    ),
-    "gameday_finished": lambda e: f"gameday finished: {e.get('status')}",
-}
-
-
-def _gameday_item(event: dict[str, Any], agenda: list[dict[str, Any]]) -> dict[str, Any] | None:
-    words = _WORDS.get(event["kind"])
-    if words is None:
-        return None
-    try:
-        text = words(event)
-    except (KeyError, TypeError, ValueError):
-        text = event["kind"]
-    return _item(event["at"], event["kind"], text, event.get("by"), event.get("index"))
-
-
-def _fault_item(fault: dict[str, Any], name: Any, index: int) -> dict[str, Any]:
-    if fault.get("op") == "inject":
-        return _item(fault["at"], "inject", f"injected {name}", None, index)
-    detail = f" ({fault['detail']})" if fault.get("detail") else ""
-    return _item(fault["at"], "revert", f"reverted {name}{detail}", None, index)
-
-
 def _item(at: float, kind: str, text: str, by: str | None, index: int | None) -> dict[str, Any]:
-    return {"at": at, "kind": kind, "text": text, "by": by, "index": index}
+    return {"at": at, "kind": kind, "text": text, "by": by, "index": index, "source": None}
 
 
 def _value(slo: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from inoculate.gameday.layout import TIMELINE_FILE
+from inoculate.gameday.merged_timeline import read_gameday_events
+from inoculate.model.errors import ReportInputError
 
 __all__ = ["GamedayTimeline", "read_events"]
 
@@ -43,21 +45,9 @@ class GamedayTimeline:
 
 
 def read_events(gameday_dir: Path) -> list[dict[str, Any]]:
-    """The events of a gameday, oldest first; a line torn by a crash is left out."""
+    """The events of a gameday, oldest first (none yet: an empty list); a line torn by a
+    crash is left out."""
     try:
-        text = (Path(gameday_dir) / TIMELINE_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return [dict(e) for e in read_gameday_events(gameday_dir).events]
+    except ReportInputError:
         return []
-    events = []
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(event, dict)
-            and isinstance(event.get("at"), (int, float))
-            and "kind" in event
-        ):
-            events.append(event)
-    return events

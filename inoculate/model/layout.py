@@ -37,8 +37,8 @@ __all__ = [
     "JOURNAL_FILE",
     "LEDGER_CONFIG_KEY",
     "LEDGER_ENV_VAR",
-    "LOAD_DIR",
     "LIVE_FILE",
+    "LOAD_DIR",
     "LOCUST_LOG_FILE",
     "OPEN_SECOND_FILE",
     "PROMETHEUS_FILE",
@@ -68,7 +68,7 @@ PROMETHEUS_FILE = "prometheus.jsonl"
 GUARDS_FILE = "guards.jsonl"
 FAULTS_FILE = "faults.jsonl"
 LOCUST_LOG_FILE = "locust.log"
-LIVE_FILE = "live.jsonl"  # phases, activities and SLO values as they happen (session/live_events.py)
+LIVE_FILE = "live.jsonl"  # phases, activities, SLO values as they happen (session/live_events)
 LOAD_DIR = "load"
 OPEN_SECOND_FILE = f"{LOAD_DIR}/open-second.json"
 SYSTEM_DIR = "system"

@@ -1,8 +1,9 @@
 """``live.jsonl``: what a run is doing, one JSON line per event, as it happens.
 
 The runner's live feed for whoever watches a run from outside its process (the gameday's
-console and observers' page): the phase (before, method, rollbacks, after, verdict), each
-activity's start and end with the pause that follows it, and every SLO's value each second.
+console and observers' page): the phase (before, method, rollbacks, after, verdict), the
+end of the warm-up, each activity's start and end with the pause that follows it, and every
+SLO's value each second.
 Lines are appended and flushed, never rewritten; a reader tails the file. The verdict and
 the reports never read it: ``summary.json`` stays the run's truth.
 """
@@ -34,6 +35,11 @@ class LiveEvents:
     def phase(self, phase: str, **facts: Any) -> None:
         """The run entered ``phase`` (before, method, rollbacks, after, verdict)."""
         self._append({"kind": "phase", "phase": phase, **facts})
+
+    def warmed_up(self) -> None:
+        """Every SLO window now holds only seconds after the warm-up: from here on a breach
+        is one the before steady state would judge."""
+        self._append({"kind": "warmed_up"})
 
     def activity(self, activity: dict[str, Any], event: str) -> None:
         """An activity started or ended; an end carries the pause that follows it."""

@@ -413,6 +413,7 @@ class RunSession(RunEventHandler):
             timeout_s = 2 * max(windows) + AFTER_STATE_MARGIN_S
             fresh = wait_fresh_windows(store, since, windows, timeout_s, stopping)
         self.before_state_window = {"since": since, "warmup_s": warmup_s, "fresh": fresh}
+        self.live.warmed_up()
         if stopping():
             raise InterruptExecution(self.guard.reason)
 

@@ -20,34 +20,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from inoculate.gameday.layout import RUNS_DIR, TIMELINE_FILE
 from inoculate.model.errors import InputFileError, ReportInputError
 from inoculate.model.files import parse_json_bounded, read_text_bounded
-from inoculate.model.layout import SUMMARY_FILE
+from inoculate.model.layout import LIVE_FILE, SUMMARY_FILE
 from inoculate.model.limits import MAX_RUN_FILE_BYTES, MAX_RUN_FILE_DEPTH
 from inoculate.model.summary import RunSummary
 from inoculate.model.targets import target_words
 from inoculate.model.timeline import read_timeline
 
 __all__ = [
-    "LIVE_FILE",
-    "RUNS_DIR",
-    "SPEC_COPY",
-    "TIMELINE_FILE",
     "GamedayEvents",
     "TimelineItem",
     "experiment_label",
+    "fault_items",
+    "gameday_item",
     "gameday_timeline",
-    "read_events",
+    "read_gameday_events",
     "read_run_summary",
     "resolve_run_dir",
     "run_items",
 ]
-
-# The gameday directory's names (the design's inoculate/gameday/layout.py holds the same).
-TIMELINE_FILE = "timeline.jsonl"
-SPEC_COPY = "gameday.yaml"
-RUNS_DIR = "runs"
-LIVE_FILE = "live.jsonl"  # in each run directory: the runner's live events
 
 _OBSERVED = {
     "alert": "Alert fired",
@@ -110,7 +103,7 @@ class GamedayEvents:
         return [e for e in experiments or [] if isinstance(e, Mapping)]
 
 
-def read_events(gameday_dir: Path) -> GamedayEvents:
+def read_gameday_events(gameday_dir: Path) -> GamedayEvents:
     """Read ``timeline.jsonl`` (raises :class:`ReportInputError` when there is none).
 
     A line that is not a JSON object with a numeric ``at`` and a ``kind`` (a line torn by
@@ -189,9 +182,9 @@ def gameday_timeline(gameday_dir: Path) -> list[TimelineItem]:
     reverts, SLO breaches, recoveries and phases (raises :class:`ReportInputError` when the
     gameday has no ``timeline.jsonl``)."""
     gameday_dir = Path(gameday_dir)
-    events = read_events(gameday_dir)
+    events = read_gameday_events(gameday_dir)
     agenda = events.agenda
-    items = [_gameday_item(event, agenda) for event in events.events]
+    items = [gameday_item(event, agenda) for event in events.events]
     seen: set[Path] = set()
     for started in events.of("experiment_started"):
         run_dir = resolve_run_dir(gameday_dir, started.get("run_dir"))
@@ -214,7 +207,8 @@ def _index(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _gameday_item(event: Mapping[str, Any], agenda: Sequence[Mapping[str, Any]]) -> TimelineItem:
+def gameday_item(event: Mapping[str, Any], agenda: Sequence[Mapping[str, Any]]) -> TimelineItem:
+    """One event of ``timeline.jsonl`` as a timeline item, in words."""
     kind = str(event["kind"])
     index = _index(event.get("index"))
     by = event.get("by")
@@ -247,7 +241,12 @@ def _describe(kind: str, event: Mapping[str, Any], agenda: Sequence[Mapping[str,
         reason = f" ({event['reason']})" if event.get("reason") else ""
         return f"Holding before {label}{reason}"
     if kind == "continue":
-        return f"Continued before {label}"
+        why = f" ({event['reason']})" if event.get("reason") else ""
+        return f"Continued before {label}{why}"
+    if kind == "hold_requested":
+        return "Hold requested before the next experiment"
+    if kind == "skip_requested":
+        return "Skip of the next experiment requested"
     if kind == "skip":
         return f"Skipped {label}"
     if kind == "experiment_started":
@@ -291,7 +290,7 @@ def _observation_text(event: Mapping[str, Any]) -> str:
 def run_items(run_dir: Path, index: int | None, label: str) -> list[TimelineItem]:
     """What one run recorded, as timeline items: injections and reverts (``faults.jsonl``),
     SLO breaches and recoveries (``summary.json``) and phases (``live.jsonl``)."""
-    items = list(_fault_items(run_dir, index))
+    items = list(fault_items(run_dir, index))
     summary = read_run_summary(run_dir)
     if summary is not None:
         items += _summary_items(summary, index)
@@ -303,7 +302,8 @@ def _fault_name(event: Mapping[str, Any]) -> str:
     return _text(event.get("description")) or _text(event.get("kind")) or _text(event.get("id"))
 
 
-def _fault_items(run_dir: Path, index: int | None) -> Iterable[TimelineItem]:
+def fault_items(run_dir: Path, index: int | None) -> Iterable[TimelineItem]:
+    """A run's injections and reverts (``faults.jsonl``) as timeline items."""
     injected: dict[str, Mapping[str, Any]] = {}
     for event in read_timeline(run_dir):
         at = event.get("at")
