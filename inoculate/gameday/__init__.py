@@ -1,0 +1,1 @@
+"""Gamedays: experiments run in order with people watching, holding, noting and observing."""
