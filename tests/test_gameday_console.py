@@ -33,6 +33,7 @@ class RecordingControl:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.observed_at: list[float | None] = []
         self.times: list[float] = []
         self.waiting: list[str] = []
         self.failing: Exception | None = None
@@ -58,7 +59,8 @@ class RecordingControl:
     def note(self, text: str, by: str, source: str) -> None:
         self._record("note", text, by, source)
 
-    def observe(self, text: str, what: str, by: str, source: str) -> None:
+    def observe(self, text: str, what: str, by: str, source: str, at: float | None = None) -> None:
+        self.observed_at.append(at)
         self._record("observe", text, what, by, source)
 
     def confirm(self, name: str, by: str) -> None:
@@ -276,12 +278,17 @@ def test_observations_by_number_or_free_text() -> None:
             ("observe", "dashboard showed it", "dashboard", "Bo", "console"),
         ]
         assert "Observation marked: dashboard showed it" in status(app)
+        pressed = time.time()
         await pilot.press("o", "4")
         await type_text(pilot, "red graph")
+        typed = time.time()
         await pilot.press("enter")
         assert harness.control.calls[-1] == (
             "observe", "red graph", "other", "Bo", "console",
         )  # fmt: skip
+        # The observation is dated when `o` was pressed, not when the text was typed.
+        observed = harness.control.observed_at[-1]
+        assert observed is not None and pressed <= observed < typed
         await pilot.press("o", "z")
         assert "Observation cancelled" in status(app)
         await pilot.press("o", "4", "escape")

@@ -125,8 +125,8 @@ class ConsoleControl(Protocol):
     def note(self, text: str, by: str, source: str) -> None:
         """Add a note to the timeline."""
 
-    def observe(self, text: str, what: str, by: str, source: str) -> None:
-        """Mark an observation (``what``: alert, page, dashboard or other)."""
+    def observe(self, text: str, what: str, by: str, source: str, at: float | None = None) -> Any:
+        """Mark an observation (``what``: alert, page, dashboard or other) made at ``at``."""
 
     def confirm(self, name: str, by: str) -> None:
         """Tick a manual prerequisite."""
@@ -544,6 +544,7 @@ class GamedayConsole(App[None]):
         self.finished = False
         # None, "abort" (waiting for y), "observe" (waiting for 1-4), "note", "observe-text"
         self.mode: str | None = None
+        self._observed_at: float | None = None  # when the observation key was pressed
         self._abort_asked = 0
         self._seen: set[tuple] = set()
         self._drawn: dict[str, Any] = {}
@@ -764,6 +765,7 @@ class GamedayConsole(App[None]):
                     what,
                     self.coordinator,
                     SOURCE,
+                    self._observed_at,
                 )
             elif event.key == FREE_TEXT_KEY:
                 self._open_entry(
@@ -831,6 +833,7 @@ class GamedayConsole(App[None]):
         if self._refused_after_end():
             return
         self.mode = "observe"
+        self._observed_at = time.time()  # the moment seen, not the moment typed
         self._prompt(
             "Observation: 1 alert fired · 2 page received · 3 dashboard showed it · "
             "4 free text · any other key cancels"
@@ -924,6 +927,7 @@ class GamedayConsole(App[None]):
                 "other",
                 self.coordinator,
                 SOURCE,
+                self._observed_at,
             )
 
 

@@ -87,13 +87,18 @@ class GamedayControl:
         """A timestamped note in the timeline."""
         self.timeline.append("note", text=_text(text), by=_text(by, 80), source=source)
 
-    def observe(self, text: str, what: str, by: str, source: str) -> dict[str, Any]:
-        """Mark an observation; stamped with the fault it detected and the detection time."""
-        at = time.time()
+    def observe(
+        self, text: str, what: str, by: str, source: str, at: float | None = None
+    ) -> dict[str, Any]:
+        """Mark an observation made at ``at`` (now by default: a console passes the moment
+        its key was pressed, not when the text was typed); stamped with the fault it
+        detected and the detection time."""
+        at = time.time() if at is None or at > time.time() else at
         fault = self._fault_before(at)
         detection = round(at - fault["injected_at"], 3) if fault is not None else None
         return self.timeline.append(
             "observation",
+            observed_at=at,
             text=_text(text or OBSERVATION_KINDS.get(what, "observed")),
             what=what if what in OBSERVATION_KINDS else "other",
             by=_text(by, 80),
