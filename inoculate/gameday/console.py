@@ -128,10 +128,10 @@ class ConsoleControl(Protocol):
     def observe(self, text: str, what: str, by: str, source: str, at: float | None = None) -> Any:
         """Mark an observation (``what``: alert, page, dashboard or other) made at ``at``."""
 
-    def confirm(self, name: str, by: str) -> None:
+    def confirm(self, name: str, by: str) -> object:
         """Tick a manual prerequisite."""
 
-    def refuse(self, name: str, by: str) -> None:
+    def refuse(self, name: str, by: str) -> object:
         """Refuse a manual prerequisite."""
 
     def waiting_for(self) -> list[str]:

@@ -43,6 +43,7 @@ class GamedayControl:
         self.skip_next_requested = False
         self._released = False
         self._waiting: list[str] = []
+        self._manual: set[str] = set()  # the gameday's manual prerequisites, by name
         self._answers: dict[str, tuple[bool, str]] = {}
         self._interrupt: Callable[[], None] | None = None
         self._run_dir: Path | None = None
@@ -110,13 +111,19 @@ class GamedayControl:
 
     # ------------------------------------------------------------------ manual prerequisites
 
-    def confirm(self, name: str, by: str) -> None:
-        """Tick a manual prerequisite."""
-        self._answer(name, True, by)
+    def expect_manual(self, names: list[str]) -> None:
+        """Say which manual prerequisites the gameday has (answers may come before it asks)."""
+        with self._lock:
+            self._manual = set(names)
 
-    def refuse(self, name: str, by: str) -> None:
-        """Refuse a manual prerequisite: the gameday does not start."""
-        self._answer(name, False, by)
+    def confirm(self, name: str, by: str) -> bool:
+        """Tick a manual prerequisite; False if the gameday has none of that name, or it
+        was answered already."""
+        return self._answer(name, True, by)
+
+    def refuse(self, name: str, by: str) -> bool:
+        """Refuse a manual prerequisite: the gameday does not start (False as for confirm)."""
+        return self._answer(name, False, by)
 
     def waiting_for(self) -> list[str]:
         """The manual prerequisites waiting for the coordinator, first first."""
@@ -133,15 +140,17 @@ class GamedayControl:
             self._waiting = []
             return {n: self._answers[n] for n in names if n in self._answers}
 
-    def _answer(self, name: str, ok: bool, by: str) -> None:
+    def _answer(self, name: str, ok: bool, by: str) -> bool:
         with self._lock:
-            if name not in self._waiting:
-                return
+            if name not in self._manual or name in self._answers:
+                return False
             self._answers[name] = (ok, by)
-            self._waiting.remove(name)
+            if name in self._waiting:
+                self._waiting.remove(name)
             if not ok:
                 self._waiting.clear()  # one refusal is enough: the gameday will not start
             self._lock.notify_all()
+            return True
 
     # ------------------------------------------------------------------ the orchestrator's side
 

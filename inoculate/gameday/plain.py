@@ -122,10 +122,10 @@ def _command(line: str, control: GamedayControl, by: str) -> str | None:
         if what not in OBSERVATION_KINDS:
             return f"observe: expected one of {', '.join(OBSERVATION_KINDS)}, got {what!r}"
         control.observe(text.strip(), what, by, "stdin")
-    elif word == "confirm" and rest:
-        control.confirm(rest, by)
-    elif word == "refuse" and rest:
-        control.refuse(rest, by)
+    elif word in ("confirm", "refuse") and rest:
+        answer = control.confirm if word == "confirm" else control.refuse
+        if not answer(rest, by):
+            return f"{word}: no manual prerequisite {rest!r} waits for an answer"
     else:
         return (
             f"unknown command {line[:80]!r}; expected abort, hold, continue, skip, note TEXT, "

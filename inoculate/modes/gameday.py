@@ -119,8 +119,7 @@ def _substituted(
         }
     if isinstance(value, list):
         return [
-            _substituted(item, variables, f"{where}.{i}" if where else str(i), problems)
-            for i, item in enumerate(value)
+            _substituted(item, variables, f"{where}[{i}]", problems) for i, item in enumerate(value)
         ]
     return value
 
@@ -160,7 +159,7 @@ def plan_gameday(
                 str(path),
                 [
                     FieldError(
-                        f"experiments.{position}.file",
+                        f"experiments[{position}].file",
                         f"expected an experiment file; {file} does not exist",
                     )
                 ],
@@ -257,6 +256,9 @@ class GamedayRunner:
         (self.gameday_dir / LOGS_DIR).mkdir(exist_ok=True)
         self.timeline = GamedayTimeline(self.gameday_dir)
         self.control = GamedayControl(self.timeline)
+        self.control.expect_manual(
+            [p.name for p in self.plan.spec.prerequisites if p.check == "manual"]
+        )
 
     # ------------------------------------------------------------------ the whole gameday
 
@@ -294,7 +296,6 @@ class GamedayRunner:
         )
         if not self._prerequisites_hold():
             return self._finish("not-started", ExitCode.SKIPPED)
-        statuses: list[str] = []
         for index, file in enumerate(self.plan.experiments):
             if index in self.plan.done:
                 continue
@@ -305,25 +306,25 @@ class GamedayRunner:
                 continue
             if self.control.aborted is not None:
                 break
-            status = self._run_experiment(index, file, title)
-            statuses.append(status)
-            if status in ("aborted", "interrupted"):
+            if self._run_experiment(index, file, title) in ("aborted", "interrupted"):
                 break
         if self.control.aborted is not None:
             return self._finish("aborted", ExitCode.INTERRUPTED)
+        statuses = [
+            e.get("status")
+            for e in read_events(self.gameday_dir)
+            if e["kind"] == "experiment_finished"
+        ]
         if any(s in ("aborted", "interrupted") for s in statuses):
+            # Also an experiment a killed gameday left unfinished, even once resumed.
             return self._finish("interrupted", ExitCode.INTERRUPTED)
-        if self._all_passed():
+        if all(s == "passed" for s in statuses):
             return self._finish("passed", ExitCode.PASSED)
         return self._finish("failed", ExitCode.FAILED)
 
     def _finish(self, status: str, code: ExitCode) -> tuple[int, str]:
         self.timeline.append("gameday_finished", status=status, exit_code=int(code))
         return int(code), status
-
-    def _all_passed(self) -> bool:
-        finished = [e for e in read_events(self.gameday_dir) if e["kind"] == "experiment_finished"]
-        return all(e.get("status") == "passed" for e in finished)
 
     # ------------------------------------------------------------------ prerequisites
 
