@@ -18,13 +18,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m inoculate.demo.run_experiments experiments/shop
 
-## Network experiments: latency between gateway and catalog through our Toxiproxy-API proxy.
 ## Production canaries under a policy: the shop, a Prometheus, background users, then a
 ## dry run, a pass, a kill switch, a burn-rate abort and a skip (needs Debian's prometheus).
 .PHONY: demo-canary
 demo-canary: $(STAMP)
 	$(BIN)/python -m inoculate.demo.canary
 
+## The shop's gameday without a terminal: prerequisites, three experiments, a hold point, notes
+## and observations typed by a scripted coordinator, and the gameday report.
+.PHONY: demo-gameday
+demo-gameday: $(STAMP)
+	$(BIN)/python -m inoculate.demo.gameday
+
+## Network experiments: latency between gateway and catalog through our Toxiproxy-API proxy.
 .PHONY: demo-network toxiproxy
 demo-network: $(STAMP)
 	$(BIN)/python -m inoculate.demo.run_experiments experiments/network

@@ -54,10 +54,10 @@ def run_one(experiment: Path, out_dir: Path) -> tuple[int, str]:
     return completed.returncode, run_dir
 
 
-def workspace(out_dir: Path, repo: Path = REPO) -> Path:
+def workspace(out_dir: Path, repo: Path = REPO, name: str = "demo") -> Path:
     """A fresh copy of the repository's experiments and runbooks under ``out_dir``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    root = Path(out_dir).resolve() / f"demo-{stamp}"
+    root = Path(out_dir).resolve() / f"{name}-{stamp}"
     for folder in ("experiments", "runbooks"):
         shutil.copytree(repo / folder, root / folder)
     return root

@@ -76,6 +76,7 @@ def command(
     Exit 0 every experiment passed, 1 one failed, 2 invalid input (nothing started), 3
     aborted or interrupted (every fault reverted), 4 prerequisites not met (nothing run).
     """
+    from inoculate.gameday.live import LiveReader
     from inoculate.modes.gameday import GamedayRunner, plan_gameday, plan_resume
 
     if (gameday is None) == (resume_dir is None):
@@ -102,10 +103,13 @@ def command(
     if use_console and not interactive:
         exit_invalid("--console: expected a terminal on stdin and stdout; use --plain")
 
+    views: list[Any] = []  # the live view, once the gameday directory exists
+    page = None if no_observers else _serve_observers(views, bind)
     runner = GamedayRunner(plan, out_dir, confirmed=confirmations)
+    reader = LiveReader(runner.gameday_dir)  # one for the page and the console or lines
+    views.append((reader, runner.control))
     coordinator = plan.spec.roles.coordinator
     _abort_on_signals(runner, coordinator)
-    page = None if no_observers else _serve_observers(runner, bind)
     say = _say(use_console)
     say(f"gameday directory: {runner.gameday_dir}")
     if page is not None:
@@ -114,9 +118,9 @@ def command(
     worker.start()
     try:
         if use_console:
-            _console(runner, coordinator, page.url if page is not None else None)
+            _console(reader, runner, coordinator, page.url if page is not None else None)
         else:
-            _plain(runner, coordinator, say)
+            _plain(reader, runner, coordinator, say)
     finally:
         worker.join()
         if page is not None:
@@ -151,26 +155,31 @@ def _abort_on_signals(runner: Any, coordinator: str) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _serve_observers(runner: Any, bind: tuple[str, int]) -> Any:
-    from inoculate.gameday.live import LiveReader
+def _serve_observers(views: list[Any], bind: tuple[str, int]) -> Any:
+    """Listen first (a port that is taken is bad input: nothing is started), serve the
+    gameday's live view once it exists."""
     from inoculate.gameday.observers import ObserversServer
 
-    reader = LiveReader(runner.gameday_dir)
-    server = ObserversServer(
-        reader.snapshot,
-        lambda text, by: runner.control.note(text, by, "page"),
-        bind=bind[0],
-        port=bind[1],
-    )
-    server.url = server.start()
+    def snapshot() -> dict[str, Any]:
+        if not views:
+            raise LookupError("the gameday is starting")
+        return views[0][0].snapshot()
+
+    def add_note(text: str, by: str) -> None:
+        if not views:
+            raise LookupError("the gameday is starting")
+        views[0][1].note(text, by, "page")
+
+    server = ObserversServer(snapshot, add_note, bind=bind[0], port=bind[1])
+    try:
+        server.start()
+    except OSError as exc:
+        exit_invalid(f"--observers {bind[0]}:{bind[1]}: cannot listen: {exc.strerror or exc}")
     return server
 
 
-def _console(runner: Any, coordinator: str, page_url: str | None) -> None:
+def _console(reader: Any, runner: Any, coordinator: str, page_url: str | None) -> None:
     from inoculate.gameday.console import run_console
-    from inoculate.gameday.live import LiveReader
-
-    reader = LiveReader(runner.gameday_dir)
 
     def snapshot() -> dict[str, Any]:
         return {**reader.snapshot(), "observers_url": page_url}
@@ -178,11 +187,9 @@ def _console(runner: Any, coordinator: str, page_url: str | None) -> None:
     run_console(snapshot, runner.control, coordinator, done=runner.finished.is_set)
 
 
-def _plain(runner: Any, coordinator: str, say: Any) -> None:
-    from inoculate.gameday.live import LiveReader
+def _plain(reader: Any, runner: Any, coordinator: str, say: Any) -> None:
     from inoculate.gameday.plain import PlainPrinter, read_commands
 
-    reader = LiveReader(runner.gameday_dir)
     if sys.stdin is not None and not sys.stdin.closed:
         read_commands(sys.stdin, runner.control, coordinator, say)
     else:

@@ -210,7 +210,8 @@ class GamedayControl:
         return {
             "id": last["id"],
             "kind": last.get("kind"),
-            "target": _target_words(last),
+            "description": _target_words(last),
+            "target": last.get("target"),
             "injected_at": last["at"],
         }
 

@@ -275,10 +275,11 @@ def _observation_text(event: Mapping[str, Any]) -> str:
     fault = event.get("fault")
     detection = event.get("detection_s")
     if isinstance(fault, Mapping) and isinstance(detection, int | float):
-        name = _text(fault.get("kind")) or "the fault"
+        name = _text(fault.get("description")) or _text(fault.get("kind")) or "the fault"
         target = fault.get("target")
         on = target_words(target) if isinstance(target, Mapping) else _text(target) or None
-        line += f" ({float(detection):.1f} s after {name}{f' on {on}' if on else ''} was injected)"
+        where = f" on {on}" if on and on not in name else ""
+        line += f" ({float(detection):.1f} s after {name}{where} was injected)"
     else:
         line += " (no fault was active)"
     return line
