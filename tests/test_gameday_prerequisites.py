@@ -41,6 +41,7 @@ http {{
         listen 127.0.0.1:{port};
         location = /healthz {{ return 200 "ok\\n"; }}
         location = /down {{ return 503 "down\\n"; }}
+        location = /moved {{ return 302 /healthz; }}
     }}
 }}
 """)
@@ -74,7 +75,7 @@ def _events(gameday_dir: Path) -> list[dict[str, Any]]:
 
 def _checks(nginx: str, prometheus: str, **overrides: Any) -> list[dict[str, Any]]:
     checks = {
-        "shop answers": {"http": {"url": f"{nginx}/healthz", "timeout_s": 3}},
+        "shop answers": {"http": {"url": "${shop_url}/healthz", "timeout_s": 3}},
         "monitoring scrapes": {
             "prometheus": {
                 "url": prometheus,
@@ -92,7 +93,9 @@ def test_every_kind_of_prerequisite_met_lets_the_gameday_run(
     tmp_path: Path, nginx: str, prometheus: str
 ) -> None:
     path = gameday_file(tmp_path, [freeze_experiment(tmp_path, "one")], _checks(nginx, prometheus))
-    gameday = start_gameday(path, tmp_path / "out", tmp_path / "ledger.jsonl")
+    gameday = start_gameday(
+        path, tmp_path / "out", tmp_path / "ledger.jsonl", "--var", f"shop_url={nginx}"
+    )
     gameday.wait_event("gameday_started")
     gameday.say("confirm on-call told")
     code, stdout, stderr = gameday.finish(timeout_s=120)
@@ -109,6 +112,7 @@ def test_every_kind_of_prerequisite_met_lets_the_gameday_run(
     "name,override,detail",
     [
         ("shop answers", {"http": {"url": "{nginx}/down"}}, "answered 503, expected 200"),
+        ("shop answers", {"http": {"url": "{nginx}/moved"}}, "answered 302, expected 200"),
         (
             "shop answers",
             {"http": {"url": "http://127.0.0.1:{closed}/healthz", "timeout_s": 2}},
@@ -148,7 +152,14 @@ def test_every_kind_of_prerequisite_met_lets_the_gameday_run(
             "no series",
         ),
     ],
-    ids=["http 503", "http refused", "value not expected", "query error", "no series"],
+    ids=[
+        "http 503",
+        "http redirect not followed",
+        "http refused",
+        "value not expected",
+        "query error",
+        "no series",
+    ],
 )
 def test_a_prerequisite_not_met_runs_nothing(
     tmp_path: Path, nginx: str, prometheus: str, name: str, override: dict[str, Any], detail: str
@@ -158,7 +169,9 @@ def test_a_prerequisite_not_met_runs_nothing(
     checks = _checks(nginx, prometheus, **{name: json.loads(text)})
     path = gameday_file(tmp_path, [freeze_experiment(tmp_path, "one")], checks)
     ledger = tmp_path / "ledger.jsonl"
-    gameday = start_gameday(path, tmp_path / "out", ledger, "--confirm", "on-call told")
+    gameday = start_gameday(
+        path, tmp_path / "out", ledger, "--confirm", "on-call told", "--var", f"shop_url={nginx}"
+    )
     code, stdout, stderr = gameday.finish(timeout_s=60)
     assert code == 4, stdout + stderr
     events = _events(gameday.gameday_dir)
@@ -177,7 +190,9 @@ def test_a_manual_prerequisite_refused_or_unanswered_runs_nothing(
     tmp_path: Path, nginx: str, prometheus: str, answer: str
 ) -> None:
     path = gameday_file(tmp_path, [freeze_experiment(tmp_path, "one")], _checks(nginx, prometheus))
-    gameday = start_gameday(path, tmp_path / "out", tmp_path / "ledger.jsonl")
+    gameday = start_gameday(
+        path, tmp_path / "out", tmp_path / "ledger.jsonl", "--var", f"shop_url={nginx}"
+    )
     gameday.wait_event("gameday_started")
     if answer == "refuse":
         gameday.say("refuse on-call told")

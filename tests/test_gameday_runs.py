@@ -156,15 +156,20 @@ def _faults(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("whole_group", [False, True], ids=["gameday-only", "gameday-and-run"])
+@pytest.mark.parametrize(
+    "whole_group,recover",
+    [(False, True), (True, True), (True, False)],
+    ids=["gameday-only", "gameday-and-run", "gameday-and-run-resume-settles"],
+)
 def test_a_killed_gameday_leaves_nothing_after_recover_and_resumes_with_the_next(
-    tmp_path: Path, whole_group: bool
+    tmp_path: Path, whole_group: bool, recover: bool
 ) -> None:
     first = freeze_experiment(tmp_path, "long", freeze_s=30)
     second = freeze_experiment(tmp_path, "next")
-    path = gameday_file(tmp_path, [first, second])
+    manual = [{"name": "on-call told", "manual": "The on-call engineer knows."}]
+    path = gameday_file(tmp_path, [first, second], prerequisites=manual)
     ledger = tmp_path / "ledger.jsonl"
-    gameday = start_gameday(path, tmp_path / "out", ledger)
+    gameday = start_gameday(path, tmp_path / "out", ledger, "--confirm", "on-call told")
     gameday.say("note before the crash")
     gameday.wait_event("note")
     fault = gameday.wait_injected()
@@ -177,37 +182,45 @@ def test_a_killed_gameday_leaves_nothing_after_recover_and_resumes_with_the_next
     gameday.process.wait(timeout=10)
     # Killed alone, the gameday takes its run with it (SIGTERM): its rollbacks revert.
     wait_for(lambda: not psutil.pid_exists(run_pid) or _zombie(run_pid), 60, "the run's end")
-    recover = subprocess.run(
-        [sys.executable, "-m", "inoculate.cli", "recover", "--ledger", str(ledger)],
-        cwd=REPO, env=gameday_env(), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert recover.returncode == 0, recover.stdout + recover.stderr
-    assert _ledger_empty(ledger)
-    if not whole_group:
-        assert "0 fault(s) reverted, 0 left" in recover.stdout  # the run had reverted it
-        _assert_restored(Path(fault["run_dir"]))
-    _assert_no_frozen_shop(Path(fault["run_dir"]))
+    if recover:
+        done = subprocess.run(
+            [sys.executable, "-m", "inoculate.cli", "recover", "--ledger", str(ledger)],
+            cwd=REPO, env=gameday_env(), capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _ledger_empty(ledger)
+        if not whole_group:
+            assert "0 fault(s) reverted, 0 left" in done.stdout  # the run had reverted it
+            _assert_restored(Path(fault["run_dir"]))
+        _assert_no_frozen_shop(Path(fault["run_dir"]))
+    else:
+        assert not _ledger_empty(ledger)  # the SIGKILLed run could not revert its fault
 
     resumed = subprocess.run(
         [sys.executable, "-m", "inoculate.cli", "gameday", "--resume", str(gameday.gameday_dir),
-         "--plain", "--no-observers"],
+         "--plain", "--no-observers", "--confirm", "on-call told"],
         cwd=REPO, env=gameday_env(), capture_output=True, text=True, timeout=180, check=False,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     events = gameday.events()
     # The first experiment was interrupted by the crash: exit 3, though the next one passed.
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert _ledger_empty(ledger)
+    _assert_no_frozen_shop(Path(fault["run_dir"]))
     assert [e["index"] for e in events if e["kind"] == "experiment_started"] == [0, 1]
     finished = {e["index"]: e for e in events if e["kind"] == "experiment_finished"}
     assert finished[0]["status"] == "interrupted" and "killed" in finished[0]["reason"]
+    if not recover:
+        assert "reverted on resume" in finished[0]["reason"], finished[0]
     assert finished[1]["status"] == "passed"
     assert [e["text"] for e in events if e["kind"] == "note"] == ["before the crash"]
     starts = [e for e in events if e["kind"] == "gameday_started"]
     assert [s["resumed"] for s in starts] == [False, True]
+    # The prerequisites are checked again before the gameday goes on.
+    assert [e["kind"] for e in events].count("prerequisite") == 2
     assert events[-1]["kind"] == "gameday_finished"
-    assert _ledger_empty(ledger)
-    second_run = Path(finished[1]["run_dir"])
-    _assert_restored(second_run)
+    _assert_restored(Path(finished[1]["run_dir"]))
 
 
 def _run_child(gameday_pid: int) -> int:
@@ -256,3 +269,39 @@ def test_two_gamedays_on_one_ledger_never_revert_each_other(tmp_path: Path) -> N
     assert code_b == 0, out_b + err_b
     _assert_restored(Path(fault_b["run_dir"]))
     assert _ledger_empty(ledger)
+
+
+def test_sigterm_to_the_gameday_aborts_it_like_the_console(tmp_path: Path) -> None:
+    first = freeze_experiment(tmp_path, "long", freeze_s=60)
+    path = gameday_file(tmp_path, [first, freeze_experiment(tmp_path, "next")])
+    ledger = tmp_path / "ledger.jsonl"
+    gameday = start_gameday(path, tmp_path / "out", ledger)
+    fault = gameday.wait_injected()
+    gameday.process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = gameday.finish(timeout_s=60)
+    assert code == 3, stdout + stderr
+    [abort] = [e for e in gameday.events() if e["kind"] == "abort"]
+    assert abort["by"] == "signal" and "SIGTERM" in abort["reason"]
+    assert [e["index"] for e in gameday.events() if e["kind"] == "experiment_started"] == [0]
+    _assert_restored(Path(fault["run_dir"]))
+    assert _ledger_empty(ledger)
+
+
+def test_skip_and_hold_between_experiments(tmp_path: Path) -> None:
+    experiments = [freeze_experiment(tmp_path, name, freeze_s=1) for name in ("a", "b", "c")]
+    path = gameday_file(tmp_path, [experiments[0], (experiments[1], True), experiments[2]])
+    gameday = start_gameday(path, tmp_path / "out", tmp_path / "ledger.jsonl")
+    gameday.wait_event("hold", index=1, timeout_s=60)
+    gameday.say("skip")  # while held before #2: #2 is left out once released
+    gameday.wait_event("skip_requested")
+    gameday.say("continue")
+    gameday.wait_event("experiment_started", index=2)
+    gameday.say("hold")  # asked during #3: there is no next experiment, nothing waits
+    code, stdout, stderr = gameday.finish(timeout_s=60)
+    assert code == 0, stdout + stderr
+    events = gameday.events()
+    assert [e["index"] for e in events if e["kind"] == "experiment_started"] == [0, 2]
+    [skip] = [e for e in events if e["kind"] == "skip"]
+    assert (skip["index"], skip["by"]) == (1, "Ben")
+    report = (gameday.gameday_dir / "report.md").read_text()
+    assert "skipped" in report.lower()
