@@ -187,3 +187,14 @@ def free_port() -> int:
                 continue
         return port
     raise RuntimeError(f"no free port left in {_PORTS}")
+
+
+def git_status() -> str:
+    """The checkout's ``git status``, untracked files included (a demo must leave it as is)."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

@@ -11,25 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXPERIMENTS, REPO
+from tests.support import EXPERIMENTS, REPO, git_status
 
 pytestmark = pytest.mark.integration
-
-
-def _status() -> str:
-    return subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def test_the_demo_writes_its_runbook_feedback_into_a_copy_and_leaves_git_status_clean(
     tmp_path: Path,
 ) -> None:
-    before = _status()
+    before = git_status()
     runbooks = {p.name: p.read_bytes() for p in (REPO / "runbooks").glob("*.md")}
     env = {
         **os.environ,
@@ -44,7 +34,7 @@ def test_the_demo_writes_its_runbook_feedback_into_a_copy_and_leaves_git_status_
     )  # fmt: skip
     # 0, or 1 when a verdict differs from its tag (a loaded machine): not what this checks.
     assert demo.returncode in (0, 1), demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert _status() == before
+    assert git_status() == before
     assert {p.name: p.read_bytes() for p in (REPO / "runbooks").glob("*.md")} == runbooks
     [copy] = (tmp_path / "runs").glob("demo-*/runbooks/catalog.md")
     assert copy.read_bytes() != runbooks["catalog.md"]  # the feedback is there, in the copy
