@@ -97,11 +97,16 @@ def command(
     if unknown:
         listed = ", ".join(sorted(manual)) or "none"
         exit_invalid(f"--confirm {unknown[0]!r}: expected a manual prerequisite ({listed})")
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    # Textual draws on stderr: with stderr sent to a file the console would be drawn there.
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    interactive = all(stream is not None and stream.isatty() for stream in streams)
     if use_console is None:
         use_console = interactive
     if use_console and not interactive:
-        exit_invalid("--console: expected a terminal on stdin and stdout; use --plain")
+        exit_invalid(
+            "--console: expected a terminal on stdin, stdout and stderr (the console draws on "
+            "stderr); use --plain"
+        )
 
     views: list[Any] = []  # the live view, once the gameday directory exists
     page = None if no_observers else _serve_observers(views, bind)

@@ -47,7 +47,8 @@ class GamedayControl:
         self._answers: dict[str, tuple[bool, str]] = {}
         self._interrupt: Callable[[], None] | None = None
         self._run_dir: Path | None = None
-        self._index: int | None = None
+        self._index: int | None = None  # the experiment running, or the last one run
+        self._held: int | None = None  # the experiment the gameday holds before
         self.no_coordinator = False  # nobody can answer any more (plain mode's input ended)
 
     # ------------------------------------------------------------------ coordinator's keys
@@ -75,8 +76,9 @@ class GamedayControl:
         with self._lock:
             self.hold_next = False
             self._released = True
+            index = self._current()
             self._lock.notify_all()
-        self.timeline.append("continue", index=self._index, by=by)
+        self.timeline.append("continue", index=index, by=by)
 
     def skip_next(self, by: str) -> None:
         """Leave the next experiment that has not started out of the gameday."""
@@ -166,18 +168,22 @@ class GamedayControl:
         if late_abort and interrupt is not None:
             interrupt()  # an abort that came while the experiment was starting
 
-    def wait_while_held(self, stop: Callable[[], bool]) -> bool:
-        """Block until :meth:`resume` (or an abort, ``stop()``, or nobody left to resume);
-        return whether the coordinator released the hold."""
+    def wait_while_held(self, stop: Callable[[], bool], index: int | None = None) -> bool:
+        """Block before experiment ``index`` until :meth:`resume` (or an abort, ``stop()``, or
+        nobody left to resume); return whether the coordinator released the hold."""
         with self._lock:
             self._released = False
-            while (
-                not self._released
-                and self.aborted is None
-                and not stop()
-                and not self.no_coordinator
-            ):
-                self._lock.wait(0.2)
+            self._held = index
+            try:
+                while (
+                    not self._released
+                    and self.aborted is None
+                    and not stop()
+                    and not self.no_coordinator
+                ):
+                    self._lock.wait(0.2)
+            finally:
+                self._held = None
             return self._released
 
     def input_closed(self) -> None:
@@ -198,6 +204,11 @@ class GamedayControl:
         with self._lock:
             hold, self.hold_next = self.hold_next, False
             return hold
+
+    def _current(self) -> int | None:
+        """The experiment a command is about: the one held before while the gameday holds,
+        else the one running (or the last one run)."""
+        return self._held if self._held is not None else self._index
 
     def _fault_before(self, at: float) -> dict[str, Any] | None:
         run_dir = self._run_dir

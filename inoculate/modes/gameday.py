@@ -388,7 +388,7 @@ class GamedayRunner:
             self.timeline.append(
                 "hold", index=index, title=title, by=self.plan.spec.roles.coordinator, reason=reason
             )
-            released = self.control.wait_while_held(stop=lambda: False)
+            released = self.control.wait_while_held(stop=lambda: False, index=index)
             if not released and self.control.aborted is None:
                 self.timeline.append(
                     "continue",
