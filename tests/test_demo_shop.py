@@ -42,6 +42,7 @@ from inoculate.demo.shop.gateway import OUTBOX_FILE_NAME
 from inoculate.demo.shop.knobs import ShopKnobs
 from inoculate.demo.shop.orders import DB_FILE_NAME
 from inoculate.demo.shop.processes import child_env, module_command
+from inoculate.demo.shop.service import DEADLINE_HEADER
 from inoculate.demo.shop.state import ShopState
 from inoculate.demo.shop.upstream import UpstreamFailure, UpstreamPool, upstream_session
 
@@ -163,6 +164,25 @@ def test_invalid_order_is_refused_naming_the_fields(shop: ShopHandle) -> None:
     assert answer.status_code == 400
     fields = {d["field"] for d in answer.json()["details"]}
     assert fields == {"product_id", "quantity"}
+
+
+def test_a_request_past_its_callers_deadline_is_answered_504_and_not_done(
+    shop: ShopHandle,
+) -> None:
+    orders = shop.state().instance("orders-0").url
+    body = {"product_id": 2, "quantity": 1}
+
+    def order(deadline: float, key: str) -> requests.Response:
+        headers = {DEADLINE_HEADER: f"{deadline:.3f}", "Idempotency-Key": key}
+        return requests.post(f"{orders}/orders", json=body, headers=headers, timeout=HTTP_TIMEOUT_S)
+
+    late = order(time.time() - 0.5, "late-one")
+    assert late.status_code == 504 and "deadline" in late.json()["error"]
+    assert get(f"{orders}/orders?idempotency_key=late-one").json() == []  # nothing stored
+    assert order(time.time() + 5, "in-time").status_code == 201
+    assert len(get(f"{orders}/orders?idempotency_key=in-time").json()) == 1
+    bad = requests.get(f"{orders}/health", headers={DEADLINE_HEADER: "soon"}, timeout=5)
+    assert bad.status_code == 400
 
 
 def test_orders_are_stored_in_sqlite_wal_and_read_back(shop: ShopHandle) -> None:

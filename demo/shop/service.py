@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 import uvloop
@@ -17,9 +18,22 @@ from aiohttp import web
 from inoculate.demo.shop.metrics import ServiceMetrics
 from inoculate.demo.shop.processes import die_with_parent
 
-__all__ = ["LOOPBACK", "json_response", "new_app", "run_service", "service_parser"]
+__all__ = [
+    "DEADLINE_HEADER",
+    "LOOPBACK",
+    "json_response",
+    "new_app",
+    "run_service",
+    "service_parser",
+]
 
 LOOPBACK = "127.0.0.1"
+# When the caller stops waiting for an answer, in Unix seconds (the gateway sets it from its
+# timeout). Every service answers a request read after it with 504 and does no work: a
+# service that was frozen would otherwise spend its first seconds back on requests nobody
+# waits for (each stored order among them), while the live ones queue behind them. The shop
+# runs on one host, so one clock serves both ends.
+DEADLINE_HEADER = "X-Request-Deadline"
 # Short: a service told to stop (supervisor shutdown, restart) should be gone within ~1 s.
 SHUTDOWN_TIMEOUT_S = 1.0
 
@@ -49,7 +63,9 @@ def new_app(
 ) -> tuple[web.Application, ServiceMetrics]:
     """Return an app with the metrics middleware, ``GET /health`` and ``GET /metrics``."""
     metrics = ServiceMetrics(service, instance)
-    app = web.Application(middlewares=[metrics.middleware(), *(middlewares or [])])
+    app = web.Application(
+        middlewares=[metrics.middleware(), _drop_past_deadline, *(middlewares or [])]
+    )
     health = json.dumps(
         {"status": "ok", "service": service, "instance": instance, "pid": os.getpid()}
     ).encode()
@@ -65,6 +81,22 @@ def new_app(
 
     app.on_startup.append(initialize_metrics)
     return app, metrics
+
+
+@web.middleware
+async def _drop_past_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """504 without calling the handler when the caller's deadline has passed."""
+    deadline = request.headers.get(DEADLINE_HEADER)
+    if deadline is not None:
+        try:
+            late = time.time() > float(deadline)
+        except ValueError:
+            return json_response({"error": f"{DEADLINE_HEADER}: expected Unix seconds"}, 400)
+        if late:
+            return json_response({"error": "the caller's deadline passed; nothing was done"}, 504)
+    return await handler(request)
 
 
 AppFactory = Callable[[], web.Application | Awaitable[web.Application]]

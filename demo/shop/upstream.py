@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from inoculate.demo.shop.breaker import Breaker
-from inoculate.demo.shop.service import json_response
+from inoculate.demo.shop.service import DEADLINE_HEADER, json_response
 
 __all__ = ["UpstreamFailure", "UpstreamPool", "UpstreamResponse", "upstream_session"]
 
@@ -177,6 +178,9 @@ class UpstreamPool:
     async def _send(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
     ) -> UpstreamResponse:
+        if self._timeout.total is not None:
+            deadline = f"{time.time() + self._timeout.total:.3f}"
+            headers = {**(headers or {}), DEADLINE_HEADER: deadline}
         async with self._session.request(
             method, url, data=body, headers=headers, timeout=self._timeout
         ) as response:

@@ -60,10 +60,12 @@ class GamedayControl:
                 return
             self.aborted = by
             interrupt = self._interrupt
+            # The experiment it stops; between experiments (held, say) it stops none.
+            index = self._index if interrupt is not None else None
             self._lock.notify_all()
         if interrupt is not None:
             interrupt()  # first: every millisecond here is a fault left in place
-        self.timeline.append("abort", index=self._index, by=by, reason=reason)
+        self.timeline.append("abort", index=index, by=by, reason=reason)
 
     def hold(self, by: str) -> None:
         """Hold before the next experiment (until :meth:`resume`)."""

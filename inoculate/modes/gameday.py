@@ -521,6 +521,8 @@ def _outcome(run_dir: Path | None, code: int | None) -> tuple[str, int | None]:
         value = report["score"].get("value")
         score = round(float(value)) if isinstance(value, (int, float)) else None
     if isinstance(summary, dict) and summary.get("status"):
-        return str(summary["status"]), score
+        status = str(summary["status"])
+        # A run stopped before its verdict measured nothing: its score is no measure.
+        return status, score if status in ("passed", "failed") else None
     by_code = {0: "passed", 1: "failed", 2: "invalid", 3: "interrupted", 4: "skipped-by-guard"}
     return by_code.get(code, "unknown") if code is not None else "unknown", score
