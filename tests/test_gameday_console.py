@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -490,3 +491,16 @@ def test_a_one_second_breach_is_not_averaged_away_in_a_narrow_chart() -> None:
     assert any(row.plain[-1] in "▁▂▃▄▅▆▇█" for row in above)
     assert [cell_styles(row).count("red") for row in above if row.plain[-1] != " "] == [1]
     assert cell_styles(latency[line_row])[-1] == "bold yellow on red"
+
+
+def test_a_chart_of_values_that_are_never_negative_has_no_negative_axis() -> None:
+    # A latency far above its objective and a throughput far below its own: the scale
+    # that centres the objective in a row must not reach below 0 to do it.
+    for values, objective, comparison in (
+        ([50.0, 100.0, 1900.0, 30.0], 300.0, "<="),
+        ([60.0, 210.0, 5.0, 6.8], 40.0, ">="),
+    ):
+        history = [[t, v] for t, v in enumerate(values)]
+        lines = chart_lines(history, objective, comparison, width=40, unit="ms")
+        text = "\n".join(line.plain for line in lines)
+        assert not re.search(r"-\d", text), text

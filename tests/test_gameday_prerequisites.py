@@ -116,7 +116,7 @@ def test_every_kind_of_prerequisite_met_lets_the_gameday_run(
         (
             "shop answers",
             {"http": {"url": "http://127.0.0.1:{closed}/healthz", "timeout_s": 2}},
-            "GET http://127.0.0.1:",
+            "cannot connect: Connection refused",
         ),
         (
             "monitoring scrapes",
@@ -201,5 +201,5 @@ def test_a_manual_prerequisite_refused_or_unanswered_runs_nothing(
     events = _events(gameday.gameday_dir)
     manual = next(e for e in events if e["kind"] == "prerequisite" and e["check"] == "manual")
     assert not manual["ok"]
-    assert manual["detail"] == ("refused by Ben" if answer == "refuse" else "not confirmed")
+    assert manual["detail"].startswith("refused by Ben" if answer == "refuse" else "not confirmed")
     assert "experiment_started" not in [e["kind"] for e in events]

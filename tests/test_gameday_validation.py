@@ -158,7 +158,7 @@ def test_an_invalid_experiment_in_the_agenda_stops_everything_before_the_first(
     [
         (["--confirm", "nobody"], "--confirm 'nobody': expected a manual prerequisite (none)"),
         (["--observers", "localhost"], "--observers 'localhost': expected HOST:PORT"),
-        (["--console"], "--console: expected a terminal on stdin and stdout"),
+        (["--console"], "--console: expected a terminal on stdin, stdout and stderr"),
         (["--var", "x"], "--var"),
         (["--resume", "DIR"], "expected a GAMEDAY file, or --resume DIR (not both)"),
     ],

@@ -116,7 +116,7 @@ class ConsoleControl(Protocol):
     def hold(self, by: str) -> None:
         """Hold before the next experiment."""
 
-    def resume(self, by: str) -> None:
+    def resume(self, by: str) -> object:
         """Continue: release a hold point or a requested hold."""
 
     def skip_next(self, by: str) -> None:
@@ -204,6 +204,8 @@ def header_text(snapshot: Mapping[str, Any], finished: bool) -> Text:
     if roles.get("observers"):
         parts.append("observers: " + ", ".join(str(name) for name in roles["observers"]))
     text.append("   ".join(parts), style="dim")
+    if snapshot.get("observers_url"):
+        text.append(f"   observers' page: {snapshot['observers_url']}", style="dim")
     return text
 
 
@@ -380,10 +382,15 @@ def _scale(
         row = height // 2
         return objective - (row + 0.5) * step, step, row
     best_step, best_row = math.inf, 0
+    fits = math.inf, 0  # the finest scale whose bottom is not below 0, for values that never are
     for row in range(height):
         need = max((objective - low) / (row + 0.5), (high - objective) / (height - row - 0.5))
         if need < best_step:
             best_step, best_row = need, row
+        if need < fits[0] and objective - (row + 0.5) * need * 1.04 >= 0:
+            fits = need, row
+    if low >= 0 and fits[0] < math.inf:
+        best_step, best_row = fits  # a rate, a latency, a percentage: no axis below 0
     step = best_step * 1.04  # a margin, so the lowest value still shows a sliver
     return objective - (best_row + 0.5) * step, step, best_row
 
@@ -606,7 +613,7 @@ class GamedayConsole(App[None]):
         self._draw(self.snapshot)
         if self.finished and not was_finished:
             self._end_prompt()
-            state = self.snapshot.get("state") or "finished"
+            state = self.snapshot.get("outcome") or self.snapshot.get("state") or "finished"
             self._say(f"The gameday has ended ({state}). Press q to leave.", "information")
 
     def _update(self, widget_id: str, key: Any, make: Callable[[], RenderableType]) -> None:
@@ -724,14 +731,25 @@ class GamedayConsole(App[None]):
             self._say("The gameday has ended: nothing more to do. Press q to leave.", "warning")
         return self.finished
 
-    def _call(self, what: str, done: str, method: Callable[..., Any], *args: Any) -> None:
-        """Calls the control and says what happened, or what went wrong with ``what``."""
+    def _call(
+        self,
+        what: str,
+        done: str,
+        method: Callable[..., Any],
+        *args: Any,
+        refused: str | None = None,
+    ) -> None:
+        """Calls the control and says what happened, or what went wrong with ``what``
+        (``refused``: what to say when the control answers False)."""
         try:
-            method(*args)
+            answer = method(*args)
         except Exception as error:  # shown, the console stays up
             self._say(f"{what} failed: {type(error).__name__}: {error}", "error")
         else:
-            self._say(done)
+            if answer is False and refused is not None:
+                self._say(refused, "warning")
+            else:
+                self._say(done)
 
     # --- keys ---
 
@@ -811,7 +829,13 @@ class GamedayConsole(App[None]):
     def action_resume(self) -> None:
         """Continue after a hold."""
         if not self._refused_after_end():
-            self._call("Continue", "Continue sent.", self.control.resume, self.coordinator)
+            self._call(
+                "Continue",
+                "Continue sent.",
+                self.control.resume,
+                self.coordinator,
+                refused="Nothing is held: nothing to continue.",
+            )
 
     def action_skip(self) -> None:
         """Skip the next experiment."""

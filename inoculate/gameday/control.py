@@ -73,14 +73,22 @@ class GamedayControl:
             self.hold_next = True
         self.timeline.append("hold_requested", by=by)
 
-    def resume(self, by: str) -> None:
-        """Continue: release the hold the gameday waits in (or a hold asked for)."""
+    def resume(self, by: str) -> bool:
+        """Continue: release the hold the gameday waits in, or withdraw a hold asked for;
+        False (and nothing written) when there is neither."""
         with self._lock:
+            if self._held is None and not self.hold_next:
+                return False
+            withdrawn = self._held is None
             self.hold_next = False
             self._released = True
-            index = self._current()
+            index = self._held
             self._lock.notify_all()
-        self.timeline.append("continue", index=index, by=by)
+        if withdrawn:
+            self.timeline.append("hold_withdrawn", by=by)
+        else:
+            self.timeline.append("continue", index=index, by=by)
+        return True
 
     def skip_next(self, by: str) -> None:
         """Leave the next experiment that has not started out of the gameday."""

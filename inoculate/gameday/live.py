@@ -121,6 +121,10 @@ class LiveReader:
             "now": now,
             "gameday_dir": str(self.gameday_dir),
             "state": state,
+            "outcome": next(
+                (e.get("status") for e in reversed(events) if e["kind"] == "gameday_finished"),
+                None,
+            ),
             "agenda": agenda,
             "current": current,
             "pending_commands": _pending(events),

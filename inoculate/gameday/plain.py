@@ -30,12 +30,15 @@ class PlainPrinter:
         snapshot: Callable[[], dict[str, Any]],
         write: Callable[[str], None],
         status_every_s: float = 5.0,
+        waiting_for: Callable[[], list[str]] = list,
     ) -> None:
         self._snapshot = snapshot
         self._write = write
         self._status_every_s = status_every_s
+        self._waiting_for = waiting_for
         self._seen: set[tuple[float, str, str]] = set()
         self._last_status = 0.0
+        self._prompted: tuple[Any, ...] = ()
 
     def follow(self, done: Callable[[], bool], interval_s: float = 0.25) -> None:
         """Print until ``done()``, then print what is left."""
@@ -55,12 +58,33 @@ class PlainPrinter:
             where = f"#{item['index'] + 1}  " if item.get("index") is not None else ""
             by = f"  ({item['by']})" if item.get("by") else ""
             self._write(f"{_clock(item['at'])}  {where}{item['text']}{by}")
+        self._prompt(view)
         now = view["now"]
         if view["current"] is not None and now - self._last_status >= self._status_every_s:
             self._last_status = now
             line = _status(view)
             if line:
                 self._write(f"{_clock(now)}  #{view['current'] + 1}  {line}")
+
+    def _prompt(self, view: dict[str, Any]) -> None:
+        """Say once what the gameday waits for and what to type."""
+        waiting = self._waiting_for()
+        holding = view["state"] == "holding"
+        key = (tuple(waiting), holding)
+        if key == self._prompted or not (waiting or holding):
+            self._prompted = key
+            return
+        self._prompted = key
+        now = _clock(view["now"])
+        if waiting:
+            texts = {p["name"]: p.get("text") for p in view["prerequisites"]}
+            name = waiting[0]
+            self._write(
+                f"{now}  waiting for the coordinator: type `confirm {name}` or `refuse {name}`"
+                + (f" ({texts[name]})" if texts.get(name) else "")
+            )
+        elif holding:
+            self._write(f"{now}  holding: type `continue`, `skip` (the next experiment) or `abort`")
 
 
 def _status(view: dict[str, Any]) -> str:
@@ -112,10 +136,13 @@ def _command(line: str, control: GamedayControl, by: str) -> str | None:
     elif word == "hold":
         control.hold(by)
     elif word in ("continue", "resume"):
-        control.resume(by)
+        if not control.resume(by):
+            return "continue: nothing is held"
     elif word == "skip":
         control.skip_next(by)
-    elif word == "note" and rest:
+    elif word == "note":
+        if not rest:
+            return "note: expected the note's text after `note `"
         control.note(rest, by, "stdin")
     elif word == "observe":
         what, _, text = rest.partition(" ")

@@ -45,8 +45,7 @@ def _http(check: HttpCheck) -> tuple[bool, str]:
     except requests.Timeout:
         return False, f"GET {check.url}: no answer within {check.timeout_s:g} s"
     except requests.RequestException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return False, f"GET {check.url}: {first[:200]}"
+        return False, f"GET {check.url}: {_why(exc)}"
     status = response.status_code
     response.close()
     if status != check.expect_status:
@@ -58,8 +57,8 @@ def _prometheus(check: PrometheusCheck) -> tuple[bool, str]:
     with PrometheusClient(check) as client:
         result = client.query(check.query, time.time())
     if result.status is not SliDataStatus.OK:
-        why = result.error or "no series"
-        return False, f"{check.query}: {result.status}: {why}"[:300]
+        why = f": {result.error}" if result.error else ""
+        return False, f"{check.query}: {result.status}{why}"[:300]
     if len(result.samples) != 1:
         return False, f"{check.query}: {len(result.samples)} series, expected one value"
     value = result.only_value()
@@ -67,3 +66,25 @@ def _prometheus(check: PrometheusCheck) -> tuple[bool, str]:
     if not check.expect.holds(value):
         return False, f"{check.query} = {value:g}, expected {expected}"
     return True, f"{check.query} = {value:g} ({expected})"
+
+
+def _why(exc: BaseException) -> str:
+    """The operating system's reason under a requests error ("Connection refused"), else the
+    error's first line."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return f"cannot connect: {current.strerror}"
+        nested = (
+            current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        )
+        reason = getattr(current, "reason", None)
+        current = (
+            nested
+            or (reason if isinstance(reason, BaseException) else None)
+            or (current.__cause__ or current.__context__)
+        )
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

@@ -196,10 +196,12 @@ def plan_resume(
             "gameday directory",
         )
     events = read_events(gameday_dir)
-    if any(e["kind"] == "gameday_finished" for e in events):
+    started = next((e for e in events if e["kind"] == "gameday_started"), None)
+    agenda = len(started.get("experiments") or []) if started else 0
+    if started and len(finished_indices(events)) >= agenda:
         raise ExperimentInvalid(
             str(gameday_dir),
-            [FieldError("", "this gameday has finished; expected one that was interrupted")],
+            [FieldError("", "every experiment of this gameday has run; nothing to resume")],
             "gameday directory",
         )
     source = Path(str(meta.get("source")))
@@ -290,12 +292,17 @@ class GamedayRunner:
                     zip(self.plan.titles, self.plan.experiments, spec.experiments, strict=True)
                 )
             ],
-            prerequisites=[{"name": p.name, "check": p.check} for p in spec.prerequisites],
+            prerequisites=[
+                {"name": p.name, "check": p.check, **({"text": p.manual} if p.manual else {})}
+                for p in spec.prerequisites
+            ],
             resumed=resumed,
             done=sorted(self.plan.done),
         )
         if not self._prerequisites_hold():
-            return self._finish("not-started", ExitCode.SKIPPED)
+            # Resumed, the gameday ran experiments before: it stays unfinished (resumable).
+            ran = any(e["kind"] == "experiment_finished" for e in read_events(self.gameday_dir))
+            return self._finish("interrupted" if ran else "not-started", ExitCode.SKIPPED)
         for index, file in enumerate(self.plan.experiments):
             if index in self.plan.done:
                 continue
@@ -361,7 +368,11 @@ class GamedayRunner:
             for name in asked:
                 ok, by = answers.get(name, (False, ""))
                 detail = (
-                    f"confirmed by {by}" if ok else (f"refused by {by}" if by else "not confirmed")
+                    f"confirmed by {by}"
+                    if ok
+                    else f"refused by {by}"
+                    if by
+                    else "not confirmed (nobody could answer: --confirm NAME ticks it up front)"
                 )
                 self.timeline.append(
                     "prerequisite", name=name, check="manual", ok=ok, detail=detail, by=by or None
@@ -383,12 +394,19 @@ class GamedayRunner:
             return True
         hold_point = self.plan.spec.experiments[index].hold
         asked = self.control.take_hold()
-        if hold_point or asked:
-            reason = "hold point" if hold_point else "requested"
-            self.timeline.append(
-                "hold", index=index, title=title, by=self.plan.spec.roles.coordinator, reason=reason
-            )
+        left = self._faults_left_behind()
+        if hold_point or asked or left:
+            if left:
+                reason = f"a fault was left in place: {left}; `inoculate recover` reverts it"
+            else:
+                reason = "hold point" if hold_point else "requested"
+            by = self.plan.spec.roles.coordinator if asked else None
+            self.timeline.append("hold", index=index, title=title, by=by, reason=reason)
             released = self.control.wait_while_held(stop=lambda: False, index=index)
+            if left and not released and self.control.aborted is None:
+                # Nobody can decide: never inject on top of a fault nobody reverted.
+                self.control.abort("inoculate", f"nobody can hold the gameday and {reason}")
+                return True
             if not released and self.control.aborted is None:
                 self.timeline.append(
                     "continue",
@@ -402,6 +420,23 @@ class GamedayRunner:
                 )
                 return True
         return False
+
+    def _faults_left_behind(self) -> str:
+        """The faults the last experiment run left in place (not reverted, or their target
+        not restored), in words; empty when none."""
+        finished = [e for e in read_events(self.gameday_dir) if e["kind"] == "experiment_finished"]
+        if not finished or not finished[-1].get("run_dir"):
+            return ""
+        summary = read_json(Path(finished[-1]["run_dir"]) / SUMMARY_FILE)
+        if not isinstance(summary, dict):
+            return ""
+        left = [str(f) for f in summary.get("faults_left") or []]
+        for fault in summary.get("faults") or []:
+            if isinstance(fault, dict) and fault.get("restored") is False:
+                name = fault.get("description") or fault.get("kind")
+                detail = fault.get("restored_detail")
+                left.append(f"{name} not restored" + (f" ({detail})" if detail else ""))
+        return "; ".join(left)
 
     def _run_experiment(self, index: int, file: Path, title: str) -> str:
         runs = self.gameday_dir / RUNS_DIR

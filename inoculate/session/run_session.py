@@ -186,11 +186,11 @@ class RunSession(RunEventHandler):
             # A signal arrived while chaoslib was setting up: nothing was started, stop now.
             raise InterruptExecution(self.guard.reason)
         self.reverted_at_start = [o.to_json() for o in self._replay_dead_runs()]
+        self.live.phase("before")
         if self.spec is None:
             return
         self._check_paths(self.spec)
         self._pull_levers_on(self.spec)
-        self.live.phase("before")
         try:
             self._start_system(self.spec)
             self._start_server_monitor(self.spec)
