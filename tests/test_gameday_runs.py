@@ -305,3 +305,42 @@ def test_skip_and_hold_between_experiments(tmp_path: Path) -> None:
     assert (skip["index"], skip["by"]) == (1, "Ben")
     report = (gameday.gameday_dir / "report.md").read_text()
     assert "skipped" in report.lower()
+
+
+def test_a_fault_left_in_place_stops_the_next_experiment_when_nobody_can_hold(
+    tmp_path: Path,
+) -> None:
+    # A process whose command line cannot start it again (`exec -a` renamed it): killed,
+    # its rollback cannot bring it back, and its fault stays in place.
+    marker = f"renamed-{os.getpid()}-{random.randrange(10**6)}"
+    victim = subprocess.Popen(["bash", "-c", f"exec -a {marker} sleep 300"])
+    try:
+        kill = {
+            "title": "Kill a process nobody can restart",
+            "description": "Its rollback fails: the fault is left in place.",
+            "method": [{"type": "action", "name": "kill", "provider": {
+                "type": "python", "module": "inoculate.extensions.process", "func": "kill",
+                "arguments": {"pattern": f"^{marker}", "signal": "SIGTERM"}}}],
+            "rollbacks": [{"type": "action", "name": "ensure-running", "provider": {
+                "type": "python", "module": "inoculate.extensions.process",
+                "func": "ensure_running", "arguments": {"pattern": f"^{marker}"}}}],
+        }  # fmt: skip
+        first = tmp_path / "kill.yaml"
+        first.write_text(json.dumps(kill))
+        path = gameday_file(tmp_path, [first, freeze_experiment(tmp_path, "next")])
+        gameday = start_gameday(path, tmp_path / "out", tmp_path / "ledger.jsonl", stdin=False)
+        code, stdout, stderr = gameday.finish(timeout_s=120)
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+    assert code == 3, stdout + stderr
+    events = gameday.events()
+    finished = next(e for e in events if e["kind"] == "experiment_finished")
+    assert finished["status"] == "failed"
+    [hold] = [e for e in events if e["kind"] == "hold"]
+    assert hold["index"] == 1 and "a fault was left in place" in hold["reason"]
+    assert "not restored" in hold["reason"] and "inoculate recover" in hold["reason"]
+    [abort] = [e for e in events if e["kind"] == "abort"]
+    assert abort["by"] == "inoculate" and "nobody can hold" in abort["reason"]
+    # Nothing was injected on top of the fault nobody reverted.
+    assert [e["index"] for e in events if e["kind"] == "experiment_started"] == [0]
