@@ -205,12 +205,24 @@ def _apply(view: _RunView, event: dict[str, Any]) -> None:
             if not slo.get("met") and name not in view.breached:
                 view.breached.add(name)
                 view.items.append(
-                    _item(at, "breach", f"SLO {name} breached: {_value(slo)}", None, view.index)
+                    _item(
+                        at,
+                        "breach",
+                        f"SLO {name} breached over its window: {_value(slo)}",
+                        None,
+                        view.index,
+                    )
                 )
             elif slo.get("met") and name in view.breached:
                 view.breached.discard(name)
                 view.items.append(
-                    _item(at, "recovered", f"SLO {name} met again: {_value(slo)}", None, view.index)
+                    _item(
+                        at,
+                        "recovered",
+                        f"SLO {name} met again over its window: {_value(slo)}",
+                        None,
+                        view.index,
+                    )
                 )
 
 

@@ -357,7 +357,7 @@ def _summary_items(summary: RunSummary, index: int | None) -> Iterable[TimelineI
         yield TimelineItem(
             float(fault.recovered_at),
             "recovered",
-            f"SLIs back within objective after {fault.description or fault.kind}: "
+            f"Each second's SLIs back within objective after {fault.description or fault.kind}: "
             f"{fault.time_to_recover_s:.1f} s {after}",
             None,
             index,
