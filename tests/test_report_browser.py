@@ -6,17 +6,15 @@ Needs Debian's ``chromium`` (``.ci/run`` installs it). Without it the test fails
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from inoculate.reports.publish import publish_run
+from tests.cdp import chromium_path
 from tests.synthetic import Behaviour, SyntheticFault, write_synthetic_run
 
 FAIL_RED = (0xB4, 0x23, 0x18)  # .badge.failed
@@ -25,20 +23,11 @@ P95_ORANGE = (0xFF, 0x7F, 0x0E)  # the p95 line
 WIDTH, HEIGHT = 1200, 4200
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium is not installed: .ci/run must apt-get install chromium")
-    pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
-
-
 def _browse(page: Path, tmp_path: Path, *mode: str) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
     profile.mkdir()
     command = [
-        _chromium(),
+        chromium_path(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
