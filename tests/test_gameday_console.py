@@ -504,3 +504,45 @@ def test_a_chart_of_values_that_are_never_negative_has_no_negative_axis() -> Non
         lines = chart_lines(history, objective, comparison, width=40, unit="ms")
         text = "\n".join(line.plain for line in lines)
         assert not re.search(r"-\d", text), text
+
+
+def test_a_panel_that_grows_or_shrinks_is_laid_out_again_and_shows_every_line() -> None:
+    harness = Harness()
+
+    async def scenario(pilot: Pilot, app: GamedayConsole) -> None:
+        faults = app.query_one("#faults")
+        one = faults.outer_size.height
+        snapshot = harness.snapshot
+        snapshot["faults"] += [
+            {"id": f"f-{n}", "kind": "process:kill", "target": f"orders-{n}",
+             "injected_at": NOW - 5, "age_s": 5.0}
+            for n in range(3)
+        ]  # fmt: skip
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert faults.outer_size.height == one + 3
+        assert all(f"orders-{n}" in panel(app, "faults") for n in range(3))
+
+        snapshot["faults"][0]["age_s"] = 66.0  # same height: repainted, not laid out
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert "1m06s" in panel(app, "faults") and faults.outer_size.height == one + 3
+
+        snapshot["faults"], snapshot["pause"] = [], None
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert faults.outer_size.height == one - 1
+        assert "no active fault" in panel(app, "faults")
+
+        view = app.query(SloView).first()
+        tall = view.outer_size.height
+        snapshot["slos"][0]["unit"] = "% " + "x" * 60  # a header that no longer fits a line
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert view.outer_size.height > tall
+        snapshot["slos"][0]["unit"] = "%"
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert view.outer_size.height == tall
+
+    harness.run(scenario)

@@ -459,6 +459,19 @@ def chart_lines(
     return lines
 
 
+def repaint(widget: Widget) -> None:
+    """Repaint ``widget``; lay the screen out again only if its content's height changed.
+
+    A layout costs a pass over every widget, and the faults' ages and the SLO charts change
+    every second while their heights almost never do: laying out each time was most of the
+    console's CPU.
+    """
+    widget.refresh()  # also forgets the widget's cached content height
+    width, height = widget.content_size
+    if not width or widget.get_content_height(widget.size, widget.app.size, width) != height:
+        widget.refresh(layout=True)
+
+
 class SloView(Widget):
     """One SLO: its line of figures and its chart, drawn at the widget's width."""
 
@@ -477,7 +490,7 @@ class SloView(Widget):
         """Draw this SLO's newest figures."""
         if slo != self.slo:
             self.slo = slo
-            self.refresh(layout=True)
+            repaint(self)
 
     def render(self) -> RenderableType:
         """The figures' line above the chart."""
@@ -619,7 +632,9 @@ class GamedayConsole(App[None]):
     def _update(self, widget_id: str, key: Any, make: Callable[[], RenderableType]) -> None:
         if self._drawn.get(widget_id) != key:
             self._drawn[widget_id] = key
-            self.query_one(f"#{widget_id}", Static).update(make())
+            widget = self.query_one(f"#{widget_id}", Static)
+            widget.update(make(), layout=False)
+            repaint(widget)
 
     def _draw(self, snapshot: dict) -> None:
         self._update(
