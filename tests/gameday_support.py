@@ -238,6 +238,7 @@ def start_gameday(
         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=stdout.open("w"),
         stderr=stderr.open("w"),
+        start_new_session=True,  # its own process group, as a terminal's job would have
     )
     return Gameday(process, out_dir, ledger, stdout, stderr)
 

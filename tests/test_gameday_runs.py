@@ -271,17 +271,21 @@ def test_two_gamedays_on_one_ledger_never_revert_each_other(tmp_path: Path) -> N
     assert _ledger_empty(ledger)
 
 
-def test_sigterm_to_the_gameday_aborts_it_like_the_console(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_to_the_gameday_aborts_it_like_the_console(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     first = freeze_experiment(tmp_path, "long", freeze_s=60)
     path = gameday_file(tmp_path, [first, freeze_experiment(tmp_path, "next")])
     ledger = tmp_path / "ledger.jsonl"
     gameday = start_gameday(path, tmp_path / "out", ledger)
     fault = gameday.wait_injected()
-    gameday.process.send_signal(signal.SIGTERM)
+    # To the whole process group, as a terminal sends it (a hang-up: the terminal closed).
+    os.killpg(gameday.process.pid, signum)
     code, stdout, stderr = gameday.finish(timeout_s=60)
     assert code == 3, stdout + stderr
     [abort] = [e for e in gameday.events() if e["kind"] == "abort"]
-    assert abort["by"] == "signal" and "SIGTERM" in abort["reason"]
+    assert abort["by"] == "signal" and signum.name in abort["reason"]
     assert [e["index"] for e in gameday.events() if e["kind"] == "experiment_started"] == [0]
     _assert_restored(Path(fault["run_dir"]))
     assert _ledger_empty(ledger)

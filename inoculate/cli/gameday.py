@@ -148,7 +148,8 @@ def _run_and_report(runner: Any, say: Any) -> None:
 
 
 def _abort_on_signals(runner: Any, coordinator: str) -> None:
-    """SIGINT or SIGTERM to the gameday aborts it like the console's key (rollbacks run)."""
+    """SIGINT, SIGTERM or SIGHUP to the gameday aborts it like the console's key (rollbacks
+    run)."""
 
     def handler(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -156,8 +157,9 @@ def _abort_on_signals(runner: Any, coordinator: str) -> None:
             target=runner.control.abort, args=("signal", f"{name} to the gameday process")
         ).start()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    # SIGHUP too: the coordinator's terminal closing must not leave a fault in place.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
 
 
 def _serve_observers(views: list[Any], bind: tuple[str, int]) -> Any:

@@ -456,6 +456,9 @@ class GamedayRunner:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
+                # Its own session: a terminal's Ctrl+C or hang-up reaches the gameday, which
+                # aborts the run with SIGINT; the run never dies of a hang-up without rollbacks.
+                start_new_session=True,
                 env={**os.environ, "COLUMNS": "100", "NO_COLOR": "1"},
             )
         interrupt = _interrupter(child)
