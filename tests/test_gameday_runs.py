@@ -348,3 +348,23 @@ def test_a_fault_left_in_place_stops_the_next_experiment_when_nobody_can_hold(
     assert abort["by"] == "inoculate" and "nobody can hold" in abort["reason"]
     # Nothing was injected on top of the fault nobody reverted.
     assert [e["index"] for e in events if e["kind"] == "experiment_started"] == [0]
+
+
+def test_a_gameday_still_running_cannot_be_resumed_by_another(tmp_path: Path) -> None:
+    path = gameday_file(tmp_path, [freeze_experiment(tmp_path, "long", freeze_s=60)])
+    ledger = tmp_path / "ledger.jsonl"
+    gameday = start_gameday(path, tmp_path / "out", ledger)
+    gameday.wait_injected()
+    second = subprocess.run(
+        [sys.executable, "-m", "inoculate.cli", "gameday", "--resume", str(gameday.gameday_dir),
+         "--plain", "--no-observers"],
+        cwd=REPO, env=gameday_env(), capture_output=True, text=True, timeout=60, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"this gameday is still running (pid {gameday.process.pid})" in second.stderr
+    assert [e["kind"] for e in gameday.events()].count("gameday_started") == 1
+    gameday.say("abort")
+    code, stdout, stderr = gameday.finish(timeout_s=60)
+    assert code == 3, stdout + stderr
+    assert _ledger_empty(ledger)

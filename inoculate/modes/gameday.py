@@ -54,6 +54,7 @@ from inoculate.gameday.timeline import GamedayTimeline, read_events
 from inoculate.model.errors import ExperimentInvalid, FieldError
 from inoculate.model.files import read_json, write_json_atomic
 from inoculate.model.layout import REPORT_FILES, SUMMARY_FILE
+from inoculate.model.processes import is_alive, process_start_time
 from inoculate.model.status import ExitCode
 from inoculate.modes.run import load_run_variables
 
@@ -145,12 +146,14 @@ def plan_gameday(
     raw_variables: Sequence[str],
     var_files: Sequence[str],
     ledger: Path | None,
+    base: Path | None = None,
 ) -> GamedayPlan:
     """Validate the gameday file and every experiment in it (with the run's variables);
-    raise :class:`ExperimentInvalid` for the first bad file. Nothing is started."""
+    raise :class:`ExperimentInvalid` for the first bad file. Nothing is started.
+    Experiment paths are read from ``base`` (the gameday file's folder by default)."""
     config_vars, secret_vars = load_run_variables(variables, var_files)
     spec = load_gameday(path, config_vars)
-    base = Path(path).resolve().parent
+    base = Path(base or Path(path).resolve().parent)
     experiments, titles = [], []
     for position, item in enumerate(spec.experiments):
         file = item.file if item.file.is_absolute() else base / item.file
@@ -196,6 +199,19 @@ def plan_resume(
             "gameday directory",
         )
     events = read_events(gameday_dir)
+    running = _still_running(events)
+    if running is not None:
+        raise ExperimentInvalid(
+            str(gameday_dir),
+            [
+                FieldError(
+                    "",
+                    f"this gameday is still running (pid {running}); expected one "
+                    "whose process has gone",
+                )
+            ],
+            "gameday directory",
+        )
     started = next((e for e in events if e["kind"] == "gameday_started"), None)
     agenda = len(started.get("experiments") or []) if started else 0
     if started and len(finished_indices(events)) >= agenda:
@@ -204,17 +220,27 @@ def plan_resume(
             [FieldError("", "every experiment of this gameday has run; nothing to resume")],
             "gameday directory",
         )
-    source = Path(str(meta.get("source")))
+    # The agenda that ran (the copy), its experiments read from where the original lived.
     plan = plan_gameday(
-        source if source.is_file() else gameday_dir / SPEC_COPY,
+        gameday_dir / SPEC_COPY,
         variables,
         raw_variables,
         [str(f) for f in meta.get("var_files", [])],
         ledger or (Path(meta["ledger"]) if meta.get("ledger") else None),
+        base=Path(str(meta.get("source"))).parent,
     )
     return GamedayPlan(
         **{**plan.__dict__, "gameday_dir": gameday_dir, "done": finished_indices(events)}
     )
+
+
+def _still_running(events: Sequence[Mapping[str, Any]]) -> int | None:
+    """The pid of the gameday process that wrote these events, if it still runs."""
+    started = [e for e in events if e["kind"] == "gameday_started"]
+    if not started or events[-1]["kind"] == "gameday_finished":
+        return None
+    pid, when = started[-1].get("pid"), started[-1].get("pid_started")
+    return int(pid) if isinstance(pid, int) and is_alive(pid, when) else None
 
 
 def finished_indices(events: Sequence[Mapping[str, Any]]) -> frozenset[int]:
@@ -298,6 +324,8 @@ class GamedayRunner:
             ],
             resumed=resumed,
             done=sorted(self.plan.done),
+            pid=os.getpid(),
+            pid_started=process_start_time(os.getpid()),
         )
         if not self._prerequisites_hold():
             # Resumed, the gameday ran experiments before: it stays unfinished (resumable).
