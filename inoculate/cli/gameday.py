@@ -119,7 +119,7 @@ def command(
     say(f"gameday directory: {runner.gameday_dir}")
     if page is not None:
         say(f"observers' page: {page.url}")
-    worker = threading.Thread(target=_run_and_report, args=(runner, say), name="gameday")
+    worker = threading.Thread(target=runner.run, name="gameday")
     worker.start()
     try:
         if use_console:
@@ -131,20 +131,10 @@ def command(
         if page is not None:
             page.stop()
     report = runner.gameday_dir / "report.html"
+    if runner.report_error is not None:
+        say(f"gameday report not written: {runner.report_error}")
     say(f"gameday {runner.status}: report {report if report.exists() else '(not written)'}")
     sys.exit(runner.exit_code if runner.exit_code is not None else ExitCode.INTERRUPTED)
-
-
-def _run_and_report(runner: Any, say: Any) -> None:
-    try:
-        runner.run()
-    finally:
-        try:
-            from inoculate.reports.gameday import publish_gameday
-
-            publish_gameday(runner.gameday_dir)
-        except Exception as exc:  # the gameday's outcome stands whatever its report does
-            say(f"gameday report not written: {exc}")
 
 
 def _abort_on_signals(runner: Any, coordinator: str) -> None:

@@ -57,6 +57,7 @@ from inoculate.model.layout import REPORT_FILES, SUMMARY_FILE
 from inoculate.model.processes import is_alive, process_start_time
 from inoculate.model.status import ExitCode
 from inoculate.modes.run import load_run_variables
+from inoculate.reports.gameday import publish_gameday
 
 __all__ = [
     "GamedayPlan",
@@ -263,6 +264,7 @@ class GamedayRunner:
     control: GamedayControl = field(init=False)
     exit_code: int | None = None
     status: str | None = None
+    report_error: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -291,8 +293,8 @@ class GamedayRunner:
     # ------------------------------------------------------------------ the whole gameday
 
     def run(self) -> int:
-        """Run the gameday to its end; return its exit code (0 passed, 1 an experiment
-        failed, 3 aborted or interrupted, 4 prerequisites not met)."""
+        """Run the gameday to its end and write its report; return its exit code (0 passed,
+        1 an experiment failed, 3 aborted or interrupted, 4 prerequisites not met)."""
         try:
             self.exit_code, self.status = self._run()
         except BaseException:
@@ -300,8 +302,16 @@ class GamedayRunner:
             self.timeline.append("gameday_finished", status=self.status, exit_code=self.exit_code)
             raise
         finally:
+            self._publish()
             self.finished.set()
         return self.exit_code
+
+    def _publish(self) -> None:
+        """The gameday report; its failure is kept in ``report_error``, the outcome stands."""
+        try:
+            publish_gameday(self.gameday_dir)
+        except Exception as exc:  # the gameday's outcome stands whatever its report does
+            self.report_error = f"{type(exc).__name__}: {exc}"
 
     def _run(self) -> tuple[int, str]:
         spec = self.plan.spec
