@@ -46,6 +46,8 @@ class GamedayControl:
         self._manual: set[str] = set()  # the gameday's manual prerequisites, by name
         self._answers: dict[str, tuple[bool, str]] = {}
         self._interrupt: Callable[[], None] | None = None
+        # The last run started: an alert that fires after its run ended still detected its
+        # fault (alerting lags), so observations look there between experiments too.
         self._run_dir: Path | None = None
         self._index: int | None = None  # the experiment running, or the last one run
         self._held: int | None = None  # the experiment the gameday holds before
@@ -172,7 +174,7 @@ class GamedayControl:
         """Say which experiment runs now and how to interrupt it (None between experiments)."""
         with self._lock:
             self._index = index if index is not None else self._index
-            self._run_dir = run_dir
+            self._run_dir = run_dir or self._run_dir
             self._interrupt = interrupt
             late_abort = self.aborted is not None and interrupt is not None
         if late_abort and interrupt is not None:
