@@ -113,7 +113,10 @@ class LiveReader:
             entry = agenda[view.index] if view.index < len(agenda) else None
             if entry is not None and entry["phase"] not in ("done", "skipped"):
                 entry["phase"] = view.phase
-        state = _state(events, current, holding)
+        # A resumed gameday: its state is its latest session's (the first may have ended).
+        last = max((i for i, e in enumerate(events) if e["kind"] == "gameday_started"), default=0)
+        session = events[last:]
+        state = _state(session, current, holding)
         run = self._runs.get(str(agenda[current]["run_dir"])) if current is not None else None
         return {
             "title": started.get("title", ""),
@@ -122,12 +125,12 @@ class LiveReader:
             "gameday_dir": str(self.gameday_dir),
             "state": state,
             "outcome": next(
-                (e.get("status") for e in reversed(events) if e["kind"] == "gameday_finished"),
+                (e.get("status") for e in reversed(session) if e["kind"] == "gameday_finished"),
                 None,
             ),
             "agenda": agenda,
             "current": current,
-            "pending_commands": _pending(events),
+            "pending_commands": _pending(session),
             "prerequisites": _prerequisites(started, prerequisites),
             "slos": _slos(run),
             "faults": _active_faults(run, now),
@@ -282,7 +285,7 @@ def _pending(events: list[dict[str, Any]]) -> dict[str, bool]:
         kind = event["kind"]
         if kind == "hold_requested":
             hold = True
-        elif kind in ("hold", "continue"):
+        elif kind in ("hold", "continue", "hold_withdrawn"):
             hold = False
         elif kind == "skip_requested":
             skip = True
@@ -294,14 +297,18 @@ def _pending(events: list[dict[str, Any]]) -> dict[str, bool]:
 def _prerequisites(
     started: dict[str, Any], results: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    declared = started.get("prerequisites") or []
-    listed = [
-        results.get(
-            p["name"], {"name": p["name"], "check": p.get("check"), "ok": None, "detail": ""}
-        )
-        for p in declared
+    """Each declared prerequisite with its result so far (``ok`` None: not checked yet) and,
+    for a manual one, what the coordinator confirms."""
+    blank = {"ok": None, "detail": ""}
+    return [
+        {
+            "name": p["name"],
+            "check": p.get("check"),
+            **{k: results.get(p["name"], blank).get(k) for k in ("ok", "detail")},
+            "text": p.get("text"),
+        }
+        for p in started.get("prerequisites") or []
     ]
-    return listed
 
 
 def _item(at: float, kind: str, text: str, by: str | None, index: int | None) -> dict[str, Any]:

@@ -247,6 +247,8 @@ def _describe(kind: str, event: Mapping[str, Any], agenda: Sequence[Mapping[str,
         return "Hold requested before the next experiment"
     if kind == "skip_requested":
         return "Skip of the next experiment requested"
+    if kind == "hold_withdrawn":
+        return "Hold request withdrawn"
     if kind == "skip":
         return f"Skipped {label}"
     if kind == "experiment_started":
