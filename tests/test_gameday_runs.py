@@ -113,10 +113,13 @@ def test_a_plain_gameday_with_notes_an_observation_and_a_hold_point(tmp_path: Pa
     assert _ledger_empty(ledger)
 
     # Plain timestamped lines on stdout, and the report in all four formats.
-    assert re.search(r"^\d\d:\d\d:\d\d\.\d{3}  .*note", stdout, re.M) or "load is steady" in stdout
-    assert re.search(
-        r"^\d\d:\d\d:\d\d\.\d{3}  #1  .*browse-availability .*(ok|BREACHED)", stdout, re.M
-    )
+    stamp = r"^\d\d:\d\d:\d\d\.\d{3}  "
+    assert re.search(stamp + r"load is steady, starting  \(Ben\)$", stdout, re.M), stdout
+    assert re.search(stamp + r"#1  browse-availability \S+ (ok|BREACHED)", stdout, re.M), stdout
+    # Plain mode says what it waits for and what to type.
+    assert "waiting for the coordinator: type `confirm on-call told`" in stdout, stdout
+    assert "(The on-call engineer knows.)" in stdout
+    assert "holding: type `continue`, `skip` (the next experiment) or `abort`" in stdout
     for name in ("report.html", "report.md", "report.json", "report.junit.xml"):
         assert (gameday.gameday_dir / name).is_file(), name
     markdown = (gameday.gameday_dir / "report.md").read_text()
