@@ -180,3 +180,18 @@ def test_resume_refuses_what_is_not_an_interrupted_gameday(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "expected a gameday directory (with gameday.json and gameday.yaml)" in result.stderr
     _assert_nothing_happened(tmp_path)
+
+
+def test_readmes_example_gameday_is_the_demos_and_is_valid() -> None:
+    from inoculate.modes.gameday import load_gameday
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Gamedays\n", 1)[1]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    shipped = REPO / "experiments" / "gameday" / "shop.yaml"
+    assert example == yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    spec = load_gameday(shipped, {"prometheus_url": "http://127.0.0.1:9090"})
+    assert [p.check for p in spec.prerequisites] == ["http", "prometheus", "manual"]
+    assert spec.prerequisites[0].http is not None
+    assert spec.prerequisites[0].http.url == "http://127.0.0.1:9090/-/ready"
+    assert [e.hold for e in spec.experiments] == [False, False, True]
