@@ -62,7 +62,8 @@ def test_a_plain_gameday_with_notes_an_observation_and_a_hold_point(tmp_path: Pa
     ledger = tmp_path / "ledger.jsonl"
     gameday = start_gameday(path, tmp_path / "out", ledger)
     # The manual prerequisite waits for the coordinator: nothing runs before it is ticked.
-    gameday.wait_event("gameday_started")
+    asked = gameday.wait_event("prerequisite_asked", name="on-call told")
+    assert asked["text"] == "The on-call engineer knows."
     assert "experiment_started" not in gameday.kinds()
     gameday.say("confirm on-call told")
     gameday.wait_event("prerequisite", name="on-call told", ok=True)
@@ -118,7 +119,9 @@ def test_a_plain_gameday_with_notes_an_observation_and_a_hold_point(tmp_path: Pa
     assert re.search(stamp + r"#1  browse-availability \S+ (ok|BREACHED)", stdout, re.M), stdout
     # Plain mode says what it waits for and what to type.
     assert "waiting for the coordinator: type `confirm on-call told`" in stdout, stdout
-    assert "(The on-call engineer knows.)" in stdout
+    assert (
+        "Waiting for the coordinator to confirm on-call told: The on-call engineer knows." in stdout
+    )
     assert "holding: type `continue`, `skip` (the next experiment) or `abort`" in stdout
     for name in ("report.html", "report.md", "report.json", "report.junit.xml"):
         assert (gameday.gameday_dir / name).is_file(), name

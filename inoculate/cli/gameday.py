@@ -191,8 +191,7 @@ def _plain(reader: Any, runner: Any, coordinator: str, say: Any) -> None:
         read_commands(sys.stdin, runner.control, coordinator, say)
     else:
         runner.control.input_closed()
-    printer = PlainPrinter(reader.snapshot, say, waiting_for=runner.control.waiting_for)
-    printer.follow(runner.finished.is_set)
+    PlainPrinter(reader.snapshot, say).follow(runner.finished.is_set)
 
 
 def _say(use_console: bool) -> Any:

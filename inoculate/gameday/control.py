@@ -139,6 +139,11 @@ class GamedayControl:
         """Refuse a manual prerequisite: the gameday does not start (False as for confirm)."""
         return self._answer(name, False, by)
 
+    def unanswered(self, names: list[str]) -> list[str]:
+        """Those of ``names`` nobody has confirmed or refused yet."""
+        with self._lock:
+            return [n for n in names if n not in self._answers]
+
     def waiting_for(self) -> list[str]:
         """The manual prerequisites waiting for the coordinator, first first."""
         with self._lock:

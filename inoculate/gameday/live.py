@@ -167,7 +167,11 @@ class LiveReader:
     def _timeline(self, events: list[dict[str, Any]], agenda: list[dict[str, Any]]) -> list[Any]:
         """The gameday's events and each run's faults in the report's words, with the
         phases and SLO breaches read live (the report reads those from the summary)."""
-        items = [gameday_item(e, agenda).to_json() for e in events]
+        # A prerequisite's question keeps its name: plain mode says what to type.
+        items = [
+            {**gameday_item(e, agenda).to_json(), **({"name": e["name"]} if "name" in e else {})}
+            for e in events
+        ]
         for view in self._runs.values():
             items.extend(view.items)
             items.extend(item.to_json() for item in fault_items(view.run_dir, view.index))

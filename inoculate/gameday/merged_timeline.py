@@ -249,6 +249,9 @@ def _describe(kind: str, event: Mapping[str, Any], agenda: Sequence[Mapping[str,
         return "Skip of the next experiment requested"
     if kind == "hold_withdrawn":
         return "Hold request withdrawn"
+    if kind == "prerequisite_asked":
+        text = f": {event['text']}" if event.get("text") else ""
+        return f"Waiting for the coordinator to confirm {_text(event.get('name'))}{text}"
     if kind == "skip":
         return f"Skipped {label}"
     if kind == "experiment_started":

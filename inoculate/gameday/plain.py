@@ -22,6 +22,13 @@ from inoculate.gameday.control import OBSERVATION_KINDS, GamedayControl
 __all__ = ["PlainPrinter", "read_commands"]
 
 
+# What the coordinator can type when the gameday waits for them, printed after the line.
+_INSTRUCTIONS = {
+    "prerequisite_asked": "waiting for the coordinator: type `confirm {name}` or `refuse {name}`",
+    "hold": "holding: type `continue`, `skip` (the next experiment) or `abort`",
+}
+
+
 class PlainPrinter:
     """Prints a gameday's live snapshots as plain timestamped lines."""
 
@@ -30,15 +37,12 @@ class PlainPrinter:
         snapshot: Callable[[], dict[str, Any]],
         write: Callable[[str], None],
         status_every_s: float = 5.0,
-        waiting_for: Callable[[], list[str]] = list,
     ) -> None:
         self._snapshot = snapshot
         self._write = write
         self._status_every_s = status_every_s
-        self._waiting_for = waiting_for
         self._seen: set[tuple[float, str, str]] = set()
         self._last_status = 0.0
-        self._prompted: tuple[Any, ...] = ()
 
     def follow(self, done: Callable[[], bool], interval_s: float = 0.25) -> None:
         """Print until ``done()``, then print what is left."""
@@ -58,33 +62,16 @@ class PlainPrinter:
             where = f"#{item['index'] + 1}  " if item.get("index") is not None else ""
             by = f"  ({item['by']})" if item.get("by") else ""
             self._write(f"{_clock(item['at'])}  {where}{item['text']}{by}")
-        self._prompt(view)
+            what_to_type = _INSTRUCTIONS.get(item["kind"])
+            if what_to_type:
+                instruction = what_to_type.format(name=item.get("name", ""))
+                self._write(f"{_clock(item['at'])}  {instruction}")
         now = view["now"]
         if view["current"] is not None and now - self._last_status >= self._status_every_s:
             self._last_status = now
             line = _status(view)
             if line:
                 self._write(f"{_clock(now)}  #{view['current'] + 1}  {line}")
-
-    def _prompt(self, view: dict[str, Any]) -> None:
-        """Say once what the gameday waits for and what to type."""
-        waiting = self._waiting_for()
-        holding = view["state"] == "holding"
-        key = (tuple(waiting), holding)
-        if key == self._prompted or not (waiting or holding):
-            self._prompted = key
-            return
-        self._prompted = key
-        now = _clock(view["now"])
-        if waiting:
-            texts = {p["name"]: p.get("text") for p in view["prerequisites"]}
-            name = waiting[0]
-            self._write(
-                f"{now}  waiting for the coordinator: type `confirm {name}` or `refuse {name}`"
-                + (f" ({texts[name]})" if texts.get(name) else "")
-            )
-        elif holding:
-            self._write(f"{now}  holding: type `continue`, `skip` (the next experiment) or `abort`")
 
 
 def _status(view: dict[str, Any]) -> str:

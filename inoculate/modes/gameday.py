@@ -402,6 +402,9 @@ class GamedayRunner:
             )
         asked = [n for n in manual if n not in self.confirmed]
         if asked and not failed:
+            texts = {p.name: p.manual for p in self.plan.spec.prerequisites}
+            for name in self.control.unanswered(asked):
+                self.timeline.append("prerequisite_asked", name=name, text=texts.get(name))
             answers = self.control.ask(asked, stop=lambda: False)
             for name in asked:
                 ok, by = answers.get(name, (False, ""))
