@@ -22,7 +22,8 @@ from textual.widget import Widget
 from textual.widgets import Input, RichLog
 
 from inoculate.gameday import console
-from inoculate.gameday.console import GamedayConsole, SloView, chart_lines
+from inoculate.gameday.console import GamedayConsole, SloView
+from inoculate.gameday.panels import chart_lines
 
 NOW = 1_750_000_000.0
 SIZE = (140, 50)
