@@ -21,7 +21,7 @@ from typing import Any
 
 from inoculate.gameday.merged_timeline import fault_items, gameday_item
 from inoculate.gameday.timeline import read_events
-from inoculate.model.layout import LIVE_FILE
+from inoculate.model.layout import FAULTS_FILE, LIVE_FILE
 from inoculate.model.timeline import read_timeline
 
 __all__ = ["HISTORY_S", "LiveReader"]
@@ -45,6 +45,10 @@ class _RunView:
     judged: bool = False  # the warm-up is over: SLO breaches count from here
     pause: dict[str, Any] | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
+    # faults.jsonl, read again only when it grew (it is appended to, never rewritten)
+    faults_size: int = -1
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    fault_items: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LiveReader:
@@ -110,6 +114,7 @@ class LiveReader:
                 current = None
         for view in self._runs.values():
             self._read_live(view)
+            _read_faults(view)
             entry = agenda[view.index] if view.index < len(agenda) else None
             if entry is not None and entry["phase"] not in ("done", "skipped"):
                 entry["phase"] = view.phase
@@ -174,7 +179,7 @@ class LiveReader:
         ]
         for view in self._runs.values():
             items.extend(view.items)
-            items.extend(item.to_json() for item in fault_items(view.run_dir, view.index))
+            items.extend(view.fault_items)
         items.sort(key=lambda item: item["at"])
         return items[-TIMELINE_ITEMS:]
 
@@ -233,6 +238,19 @@ def _apply(view: _RunView, event: dict[str, Any]) -> None:
                 )
 
 
+def _read_faults(view: _RunView) -> None:
+    """The run's injections and reverts, read again only when ``faults.jsonl`` grew."""
+    try:
+        size = (view.run_dir / FAULTS_FILE).stat().st_size
+    except FileNotFoundError:
+        size = 0
+    if size == view.faults_size:
+        return
+    view.faults_size = size
+    view.faults = read_timeline(view.run_dir)
+    view.fault_items = [i.to_json() for i in fault_items(view.run_dir, view.index, view.faults)]
+
+
 def _slos(run: _RunView | None) -> list[dict[str, Any]]:
     if run is None:
         return []
@@ -245,7 +263,7 @@ def _slos(run: _RunView | None) -> list[dict[str, Any]]:
 def _active_faults(run: _RunView | None, now: float) -> list[dict[str, Any]]:
     if run is None:
         return []
-    events = read_timeline(run.run_dir)
+    events = run.faults
     reverted = {e["id"] for e in events if e.get("op") == "revert"}
     return [
         {

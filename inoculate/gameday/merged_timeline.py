@@ -308,10 +308,13 @@ def _fault_name(event: Mapping[str, Any]) -> str:
     return _text(event.get("description")) or _text(event.get("kind")) or _text(event.get("id"))
 
 
-def fault_items(run_dir: Path, index: int | None) -> Iterable[TimelineItem]:
-    """A run's injections and reverts (``faults.jsonl``) as timeline items."""
+def fault_items(
+    run_dir: Path, index: int | None, events: Sequence[Mapping[str, Any]] | None = None
+) -> Iterable[TimelineItem]:
+    """A run's injections and reverts (``faults.jsonl``, or ``events`` already read from it)
+    as timeline items."""
     injected: dict[str, Mapping[str, Any]] = {}
-    for event in read_timeline(run_dir):
+    for event in read_timeline(run_dir) if events is None else events:
         at = event.get("at")
         if not isinstance(at, int | float):
             continue
