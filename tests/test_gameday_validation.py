@@ -92,6 +92,31 @@ CASES = [
         "expected a --var named status_url",
     ),
     (
+        "credentials in a check's URL",
+        lambda d: d.update(
+            prerequisites=[{"name": "h", "http": {"url": "http://ops:s3cret@127.0.0.1:1/"}}]
+        ),
+        "prerequisites[0].http.url",
+        "expected a URL without user:password@",
+    ),
+    (
+        "credentials in a query's URL",
+        lambda d: d.update(
+            prerequisites=[
+                {
+                    "name": "p",
+                    "prometheus": {
+                        "url": "http://ops:s3cret@127.0.0.1:9",
+                        "query": "up",
+                        "expect": {"op": "==", "value": 1},
+                    },
+                }
+            ]
+        ),
+        "prerequisites[0].prometheus.url",
+        "expected a URL without user:password@",
+    ),
+    (
         "a name with a newline",
         lambda d: d["roles"].update(coordinator="Ben\nrm -rf"),
         "roles.coordinator",
@@ -114,6 +139,7 @@ def test_a_bad_gameday_file_is_refused_by_field_with_nothing_started(
     assert expected in result.stderr, result.stderr
     assert "nothing was started or injected" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr  # the refusal does not repeat the secret
     _assert_nothing_happened(tmp_path)
 
 

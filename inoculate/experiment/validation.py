@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -335,9 +336,14 @@ def pydantic_field_error(prefix: str, error: Mapping[str, Any]) -> FieldError:
         message = f"expected one of {context.get('expected_tags')}, got {context.get('tag')!r}"
     elif "input" in error and not isinstance(error["input"], dict | list):
         got = repr(error["input"])
+        got = _URL_PASSWORD.sub(r"\1***@", got)  # a refused URL's password is not shown
         if got not in message:  # the validator may have said it already
             message += f" (got {got})"
     return FieldError(".".join(parts), message)
+
+
+# ``scheme://user:password@``: the password of a URL quoted back in an error message.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@/\s]*@")
 
 
 def _is_union_tag(part: str) -> bool:

@@ -31,8 +31,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from inoculate.steady_state.prometheus_spec import PrometheusSource
 
@@ -55,6 +63,18 @@ Name = Annotated[
 ]
 
 
+def without_credentials(url: str) -> str:
+    """``url``, refused when it carries ``user:password@``: a check's URL is written to the
+    timeline and the gameday report."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "expected a URL without user:password@ (it would be written to the timeline and "
+            "the report)"
+        )
+    return url
+
+
 class Roles(BaseModel):
     """The people of a gameday, by name."""
 
@@ -74,6 +94,8 @@ class HttpCheck(BaseModel):
     url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=500)
     expect_status: int = Field(200, ge=100, le=599)
     timeout_s: float = Field(5.0, gt=0, le=60, allow_inf_nan=False)
+
+    _no_credentials = field_validator("url")(lambda cls, url: without_credentials(url))
 
 
 class ValueExpectation(BaseModel):
@@ -101,6 +123,8 @@ class PrometheusCheck(PrometheusSource):
 
     query: str = Field(min_length=1, max_length=4000)
     expect: ValueExpectation
+
+    _no_credentials = field_validator("url")(lambda cls, url: without_credentials(url))
 
 
 class Prerequisite(BaseModel):
