@@ -186,7 +186,10 @@ class Gameday:
         return wait_for(found, timeout_s, f"timeline event {kind} {fields}")
 
     def run_dirs(self) -> list[Path]:
-        return sorted(p for p in (self.gameday_dir / "runs").iterdir() if p.is_dir())
+        """The run directories so far (none while the gameday is still creating ``runs/``:
+        its own directory appears a moment before)."""
+        runs = self.gameday_dir / "runs"
+        return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
     def wait_injected(self, timeout_s: float = 60) -> dict[str, Any]:
         """Wait for the current run's first injection; return its faults.jsonl event."""
